@@ -1,0 +1,27 @@
+from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+def _sync_roles(sender, **kwargs) -> None:
+    """Sync role groups once per migrate: after the last app, when every permission exists."""
+    from django.apps import apps
+
+    if sender.label != list(apps.get_app_configs())[-1].label:
+        return
+    from orchestrator.roles import sync_role_groups
+
+    sync_role_groups()
+
+
+class OrchestratorConfig(AppConfig):
+    name = "orchestrator"
+    verbose_name = "Engine"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Runs after every app's permissions were created (post_migrate order follows
+        # INSTALLED_APPS, and permissions come from django.contrib.auth's own handler).
+        post_migrate.connect(_sync_roles, dispatch_uid="orchestrator.sync_roles")
+        from orchestrator import registry
+
+        registry.load_workflow_modules()

@@ -1,0 +1,26 @@
+"""The Celery application: durable settings come from Django's settings (CELERY_*)."""
+
+import os
+import sys
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator.settings")
+
+app = Celery("orchestrator")
+
+
+def _load_settings() -> None:
+    from django.conf import settings
+
+    from orchestrator.config import ConfigError
+
+    try:
+        settings.CELERY_BROKER_URL  # noqa: B018 - forces the settings module to load
+    except ConfigError as error:
+        sys.exit(f"configuration error: {error}")
+
+
+_load_settings()
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

@@ -1,0 +1,129 @@
+"""Reading configuration from the environment (12-factor), with one-line errors.
+
+Settings call these helpers; anything wrong raises `ConfigError`, which `manage.py`
+and the Celery entry point print as a single line instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("ORCHESTRATOR_VAR_DIR", BASE_DIR / "var"))
+
+DEFAULT_SECRET_KEY = "insecure-embedded-default-secret-key-change-me"  # noqa: S105
+SUPPORTED_DATABASE_SCHEMES = ("sqlite", "postgres", "postgresql", "pgsql")
+SUPPORTED_BROKER_SCHEMES = ("filesystem", "redis", "rediss", "amqp", "amqps", "pyamqp", "memory")
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong; the message is one line meant for an operator."""
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean (use true/false, 1/0, yes/no, on/off)")
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def describe_url_host(url: str) -> str:
+    """`host:port` (or the file path) of a URL, without its credentials, for error lines."""
+    parts = urlsplit(url)
+    if parts.hostname:
+        return f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname
+    return parts.path or url.split("://", 1)[-1] or "(empty)"
+
+
+def database_settings(url: str | None) -> dict:
+    """The `DATABASES['default']` entry for `DATABASE_URL`, or an SQLite file under var/."""
+    if not url:
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{VAR_DIR / 'orchestrator.sqlite3'}"
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme not in SUPPORTED_DATABASE_SCHEMES:
+        raise ConfigError(
+            f"DATABASE_URL scheme {scheme or '(none)'!r} is not supported "
+            f"(use sqlite:///path or postgres://user@host:port/name)"
+        )
+    try:
+        config = dj_database_url.parse(url, conn_max_age=0)
+    except ValueError as error:
+        raise ConfigError(f"DATABASE_URL for {describe_url_host(url)} is malformed: {error}") from None
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        # A web process and a worker write at once: WAL lets readers go on while one
+        # writes, IMMEDIATE transactions take the write lock up front (no upgrade
+        # deadlocks) and the timeout waits for the lock instead of failing.
+        config["OPTIONS"] = {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+        }
+    else:
+        config.setdefault("OPTIONS", {})
+        config["OPTIONS"].setdefault("connect_timeout", 5)
+    return config
+
+
+def broker_url(url: str | None) -> str:
+    if not url:
+        return "filesystem://"
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme not in SUPPORTED_BROKER_SCHEMES:
+        raise ConfigError(
+            f"CELERY_BROKER_URL scheme {scheme or '(none)'!r} is not supported "
+            "(use redis://host:port/0, amqp://user:pass@host:port// or filesystem://)"
+        )
+    return url
+
+
+def filesystem_broker_options() -> dict:
+    """Folders for kombu's server-less `filesystem://` transport, shared by all local processes."""
+    folder = VAR_DIR / "broker"
+    for sub in ("queue", "processed", "control"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    return {
+        "data_folder_in": str(folder / "queue"),
+        "data_folder_out": str(folder / "queue"),
+        "processed_folder": str(folder / "processed"),
+        "control_folder": str(folder / "control"),
+        "store_processed": False,
+    }
+
+
+def secret_key(debug: bool) -> str:
+    key = os.environ.get("SECRET_KEY", "")
+    if key and key != DEFAULT_SECRET_KEY:
+        return key
+    if debug:
+        return DEFAULT_SECRET_KEY
+    raise ConfigError(
+        "SECRET_KEY is not set: refusing to start with DEBUG off and the default secret key "
+        "(set SECRET_KEY to a long random string, or DEBUG=true for local development)"
+    )

@@ -1,0 +1,176 @@
+"""Input forms: Django forms, single or multi-page, rendered as HTML and as JSON Schema.
+
+A workflow's `initial_input_form` (and what an `@inputstep` returns) is either a form
+class or a generator function that yields form classes and receives each page's
+cleaned data, so later pages can depend on earlier answers.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Generator
+from typing import Any
+
+from django import forms
+
+from orchestrator.exceptions import FormInvalid
+from orchestrator.injection import call_with_state, to_json
+
+MAX_PAGES = 20
+
+
+class SecretField(forms.CharField):
+    """A value that reaches steps in memory only: never stored in a state or shown."""
+
+    widget = forms.PasswordInput(render_value=False)
+
+
+class ProcessForm(forms.Form):
+    """Convenience base for input forms (plain `forms.Form` works too)."""
+
+
+def _page_generator(form_spec: Any, state: dict[str, Any]) -> Generator:
+    if form_spec is None:
+        return iter(())
+    if isinstance(form_spec, type) and issubclass(form_spec, forms.BaseForm):
+        return iter((form_spec,))
+    result = call_with_state(form_spec, state)
+    if isinstance(result, type) and issubclass(result, forms.BaseForm):
+        return iter((result,))
+    if inspect.isgenerator(result) or result is None:
+        return result or iter(())
+    raise TypeError(f"{form_spec!r} must be a form class or yield form classes")
+
+
+def secret_field_names(form_class: type[forms.BaseForm]) -> set[str]:
+    return {
+        name for name, field in form_class.base_fields.items() if isinstance(field, SecretField)
+    }
+
+
+class FormResult:
+    """Validated input: JSON-safe `data`, `secrets` kept apart, and the next page if any."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+        self.secrets: dict[str, Any] = {}
+        self.next_form: type[forms.BaseForm] | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.next_form is None
+
+
+def validate_pages(form_spec: Any, pages: list[Any], state: dict[str, Any]) -> FormResult:
+    """Replay the form pages with the given input; raise FormInvalid naming bad fields."""
+    if not isinstance(pages, list):
+        raise FormInvalid("input must be a list of pages (objects)", {"input": ["Not a list."]})
+    if len(pages) > MAX_PAGES:
+        raise FormInvalid(f"at most {MAX_PAGES} input pages", {"input": ["Too many pages."]})
+    result = FormResult()
+    generator = _page_generator(form_spec, state)
+    sent: Any = None
+    for number in range(len(pages) + 1):
+        try:
+            form_class = generator.send(sent) if number else next(generator)
+        except StopIteration as stop:
+            if isinstance(stop.value, dict):
+                result.data.update(to_json(stop.value))
+            form_class = None
+        if form_class is None:
+            if number < len(pages) and any(pages[number:]):
+                raise FormInvalid(
+                    f"the form has {number} page(s), {len(pages)} were given",
+                    {"input": [f"Unexpected page {number + 1}."]},
+                )
+            return result
+        if number == len(pages):
+            result.next_form = form_class
+            return result
+        page = pages[number]
+        if not isinstance(page, dict):
+            raise FormInvalid(
+                f"input page {number + 1} must be an object", {"input": ["Not an object."]}
+            )
+        form = form_class(data=page)
+        if not form.is_valid():
+            errors = {field: [str(e) for e in errs] for field, errs in form.errors.items()}
+            raise FormInvalid(
+                f"Invalid input on page {number + 1}: {', '.join(sorted(errors))}",
+                errors,
+                form=form_json_schema(form_class),
+            )
+        secrets = secret_field_names(form_class)
+        cleaned = to_json({k: v for k, v in form.cleaned_data.items() if k not in secrets})
+        result.data.update(cleaned)
+        result.secrets.update({k: form.cleaned_data[k] for k in secrets})
+        sent = {**cleaned, **{k: form.cleaned_data[k] for k in secrets}}
+    return result
+
+
+_FIELD_TYPES: list[tuple[type[forms.Field], dict[str, Any]]] = [
+    (forms.BooleanField, {"type": "boolean"}),
+    (forms.IntegerField, {"type": "integer"}),
+    (forms.DecimalField, {"type": "string", "format": "decimal"}),
+    (forms.FloatField, {"type": "number"}),
+    (forms.DateTimeField, {"type": "string", "format": "date-time"}),
+    (forms.DateField, {"type": "string", "format": "date"}),
+    (forms.UUIDField, {"type": "string", "format": "uuid"}),
+    (forms.EmailField, {"type": "string", "format": "email"}),
+    (forms.URLField, {"type": "string", "format": "uri"}),
+    (forms.GenericIPAddressField, {"type": "string", "format": "ip-address"}),
+    (forms.JSONField, {}),
+    (forms.MultipleChoiceField, {"type": "array"}),
+    (forms.ChoiceField, {}),
+    (forms.CharField, {"type": "string"}),
+]
+
+
+def _field_schema(field: forms.Field) -> dict[str, Any]:
+    schema: dict[str, Any] = {}
+    for field_type, base in _FIELD_TYPES:
+        if isinstance(field, field_type):
+            schema.update(base)
+            break
+    if isinstance(field, forms.ChoiceField):
+        values = [value for value, _ in field.choices if value != ""]
+        if isinstance(field, forms.MultipleChoiceField):
+            schema["items"] = {"enum": values}
+        else:
+            schema["enum"] = values
+    if isinstance(field, SecretField):
+        schema["format"] = "password"
+        schema["writeOnly"] = True
+    for attribute, keyword in (
+        ("max_length", "maxLength"),
+        ("min_length", "minLength"),
+        ("max_value", "maximum"),
+        ("min_value", "minimum"),
+    ):
+        value = getattr(field, attribute, None)
+        if value is not None and not callable(value):
+            schema[keyword] = value
+    schema["title"] = str(field.label or "")
+    if field.help_text:
+        schema["description"] = str(field.help_text)
+    if field.initial is not None and not callable(field.initial):
+        schema["default"] = field.initial
+    return schema
+
+
+def form_json_schema(form_class: type[forms.BaseForm] | None) -> dict[str, Any] | None:
+    """JSON Schema of one form page, as the API shows it."""
+    if form_class is None:
+        return None
+    properties = {name: _field_schema(field) for name, field in form_class.base_fields.items()}
+    for name, field in form_class.base_fields.items():
+        if not properties[name]["title"]:
+            properties[name]["title"] = name.replace("_", " ").capitalize()
+    required = [name for name, field in form_class.base_fields.items() if field.required]
+    return {
+        "title": form_class.__name__,
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": False,
+    }

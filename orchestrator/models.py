@@ -1,0 +1,216 @@
+"""The engine's rows: the workflow catalogue, processes, their step log and the engine switch."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class WorkflowType(models.TextChoices):
+    CORE = "core"
+    USER = "user"
+    INTERNAL = "internal"
+
+
+class WorkflowTarget(models.TextChoices):
+    CREATE = "create"
+    MODIFY = "modify"
+    TERMINATE = "terminate"
+    VALIDATE = "validate"
+    SYSTEM = "system"
+
+
+class ConcurrencyStrategy(models.TextChoices):
+    ENQUEUE = "enqueue"
+    CANCEL_NEW = "cancel_new"
+
+
+class Workflow(models.Model):
+    """A catalogue row mirroring one `WorkflowDefinition` in code (synced by migrate_workflows)."""
+
+    name = models.CharField(max_length=255, unique=True)
+    type = models.CharField(max_length=16, choices=WorkflowType.choices, default=WorkflowType.CORE)
+    module = models.CharField(max_length=255)
+    function = models.CharField(max_length=255)
+    description = models.TextField(blank=True)
+    target = models.CharField(
+        max_length=16, choices=WorkflowTarget.choices, default=WorkflowTarget.SYSTEM
+    )
+    is_task = models.BooleanField(default=False)
+    tags = models.JSONField(default=list, blank=True)
+    cron = models.CharField(max_length=120, blank=True)
+    concurrency_limit = models.PositiveIntegerField(null=True, blank=True)
+    concurrency_limit_strategy = models.CharField(
+        max_length=16, choices=ConcurrencyStrategy.choices, default=ConcurrencyStrategy.ENQUEUE
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [("start_workflow", "Can start runs of the workflow")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ProcessStatus(models.TextChoices):
+    CREATED = "created"
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUSPENDED = "suspended"
+    WAITING = "waiting"
+    AWAITING_CALLBACK = "awaiting_callback"
+    FAILED = "failed"
+    API_UNAVAILABLE = "api_unavailable"
+    INCONSISTENT_DATA = "inconsistent_data"
+    ABORTED = "aborted"
+    CANCELLED = "cancelled"
+    COMPLETED = "completed"
+    RESUMED = "resumed"
+
+
+# Statuses in which the runner may pick a process up and run its next step.
+RUNNABLE_STATUSES = (
+    ProcessStatus.CREATED,
+    ProcessStatus.QUEUED,
+    ProcessStatus.RUNNING,
+    ProcessStatus.RESUMED,
+)
+# Statuses a retry (resume without input) starts again from.
+RETRYABLE_STATUSES = (
+    ProcessStatus.FAILED,
+    ProcessStatus.WAITING,
+    ProcessStatus.API_UNAVAILABLE,
+    ProcessStatus.INCONSISTENT_DATA,
+)
+TERMINAL_STATUSES = (ProcessStatus.ABORTED, ProcessStatus.CANCELLED, ProcessStatus.COMPLETED)
+
+
+class Process(models.Model):
+    """One run of a workflow: its current state and where it stands."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="processes")
+    status = models.CharField(
+        max_length=20, choices=ProcessStatus.choices, default=ProcessStatus.CREATED, db_index=True
+    )
+    state = models.JSONField(default=dict, blank=True)
+    planned_steps = models.JSONField(default=list, blank=True)
+    position = models.PositiveIntegerField(default=0, help_text="Index of the next planned step.")
+    failed_reason = models.TextField(blank=True)
+    traceback = models.TextField(blank=True)
+    assignee = models.CharField(max_length=50, default="SYSTEM")
+    is_task = models.BooleanField(default=False, db_index=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
+    )
+    run_name = models.CharField(max_length=255, blank=True)
+    started_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    last_modified_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Execution bookkeeping: the lease (one worker at a time), delivery and retry accounting.
+    lease_owner = models.CharField(max_length=100, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    retry_at = models.DateTimeField(null=True, blank=True)
+    retry_count = models.PositiveIntegerField(default=0)
+    delivery_count = models.PositiveIntegerField(default=0)
+    callback_token = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    callback_expires_at = models.DateTimeField(null=True, blank=True)
+    callback_progress = models.TextField(blank=True)
+    secrets = models.TextField(blank=True, help_text="Encrypted input secrets; never shown.")
+
+    class Meta:
+        ordering = ["-started_at"]
+        permissions = [
+            ("resume_process", "Can resume or retry a process"),
+            ("abort_process", "Can abort a process"),
+        ]
+        indexes = [models.Index(fields=["status", "lease_expires_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.workflow_id and self.workflow.name} {self.id}"
+
+    @property
+    def next_step_name(self) -> str | None:
+        if self.position < len(self.planned_steps):
+            return self.planned_steps[self.position]
+        return None
+
+
+class ProcessTag(models.Model):
+    """A run tag (`branch:main`, `node:42`): a row so runs filter by tag on every database."""
+
+    process = models.ForeignKey(Process, on_delete=models.CASCADE, related_name="tag_rows")
+    name = models.CharField(max_length=255, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["process", "name"], name="unique_process_tag")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class StepStatus(models.TextChoices):
+    SUCCESS = "success"
+    SKIPPED = "skipped"
+    SUSPEND = "suspend"
+    WAITING = "waiting"
+    FAILED = "failed"
+    ABORT = "abort"
+    COMPLETE = "complete"
+    AWAITING_CALLBACK = "awaiting_callback"
+
+
+class ProcessStep(models.Model):
+    """The append-only log: one row per executed step attempt, with the state after it."""
+
+    process = models.ForeignKey(Process, on_delete=models.CASCADE, related_name="steps")
+    name = models.CharField(max_length=255)
+    status = models.CharField(max_length=20, choices=StepStatus.choices)
+    state = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    started_at = models.DateTimeField()
+    completed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.status})"
+
+
+class EngineSettings(models.Model):
+    """The single engine switch: an admin pauses it for maintenance."""
+
+    paused = models.BooleanField(default=False)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    changed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "engine settings"
+        permissions = [("pause_engine", "Can pause and unpause the engine")]
+
+    def __str__(self) -> str:
+        return "paused" if self.paused else "running"
+
+
+class WorkerPing(models.Model):
+    """A row written by the `orchestrator.ping` task: proof that a worker consumed it."""
+
+    marker = models.CharField(max_length=100, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.marker

@@ -1,0 +1,407 @@
+"""The runner: executes a process's steps, one database transaction per step (DESIGN §4.3).
+
+A worker first claims the process with a lease (a conditional UPDATE), so a duplicate
+delivery finds it taken and does nothing. Each step then runs in one transaction with
+its log row and the process's new state; the closing UPDATE is conditional on still
+holding the lease, so a worker that lost its lease can never commit. Consecutive steps
+run in the same Celery task; the loop stops at anything that waits (input, callback,
+retry), at the end, or when an admin pauses the engine.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import secrets as token_generator
+import socket
+import threading
+import traceback as traceback_module
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from orchestrator import registry, selectors
+from orchestrator.crypto import decrypt_json, redact, token_digest
+from orchestrator.exceptions import ProcessFailureError
+from orchestrator.injection import call_with_state, to_json
+from orchestrator.models import (
+    RUNNABLE_STATUSES,
+    Process,
+    ProcessStatus,
+    ProcessStep,
+    StepStatus,
+)
+from orchestrator.workflow import Step, StepKind, StepList
+
+logger = logging.getLogger(__name__)
+
+
+class LeaseLost(Exception):
+    """Another worker took the process over; this one must not commit."""
+
+
+class StepsGone(Exception):
+    """The deployed workflow no longer has the process's remaining steps."""
+
+
+def new_lease_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{token_generator.token_hex(4)}"
+
+
+def lease_expiry() -> datetime.datetime:
+    return timezone.now() + datetime.timedelta(seconds=settings.ORCHESTRATOR_LEASE_SECONDS)
+
+
+def workflow_steps(process: Process) -> StepList:
+    definition = registry.get_definition(process.workflow.name)
+    if definition is None:
+        raise StepsGone(f"workflow {process.workflow.name!r} is no longer in the code registry")
+    return definition.load().steps
+
+
+def align_position(process: Process, steps: StepList) -> int:
+    """Where the process stands in the current code's step list, found by step name.
+
+    A deployment may have changed the workflow since the process started; it goes on
+    by name, never by a silent positional shift, and refuses when steps are gone.
+    """
+    names = steps.names
+    if names == process.planned_steps:
+        return process.position
+    remaining = process.planned_steps[process.position :]
+    missing = [name for name in remaining if name not in names]
+    if missing:
+        raise StepsGone("the workflow no longer has the step(s): " + ", ".join(missing))
+    if not remaining:
+        return len(names)
+    name = remaining[0]
+    occurrence = process.planned_steps[: process.position].count(name)
+    indexes = [index for index, candidate in enumerate(names) if candidate == name]
+    return indexes[min(occurrence, len(indexes) - 1)]
+
+
+def claim(process_id: str, owner: str) -> bool:
+    """Take the lease if nobody holds a live one; one conditional UPDATE."""
+    now = timezone.now()
+    claimed = (
+        Process.objects.filter(pk=process_id, status__in=RUNNABLE_STATUSES)
+        .filter(Q(lease_owner="") | Q(lease_expires_at__lt=now))
+        .update(
+            lease_owner=owner,
+            lease_expires_at=lease_expiry(),
+            status=ProcessStatus.RUNNING,
+            delivery_count=F("delivery_count") + 1,
+            last_modified_at=now,
+        )
+    )
+    return claimed == 1
+
+
+class LeaseHeartbeat(threading.Thread):
+    """Renews the lease while one long step runs, from its own database connection."""
+
+    def __init__(self, process_id: str, owner: str) -> None:
+        super().__init__(name=f"lease-{process_id}", daemon=True)
+        self.process_id, self.owner = process_id, owner
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        interval = max(settings.ORCHESTRATOR_LEASE_SECONDS / 3, 0.5)
+        try:
+            while not self.stopped.wait(interval):
+                try:
+                    Process.objects.filter(pk=self.process_id, lease_owner=self.owner).update(
+                        lease_expires_at=lease_expiry()
+                    )
+                except Exception:  # noqa: BLE001 - a missed beat only shortens the lease
+                    logger.warning("lease heartbeat failed for %s", self.process_id)
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+@dataclass
+class Outcome:
+    """What one step did to the process; `stop` ends the run loop."""
+
+    step_status: str
+    process_status: str
+    state: dict[str, Any]
+    position: int
+    stop: bool = False
+    extra: dict[str, Any] | None = None
+
+
+def classify_failure(error: BaseException, step: Step, process: Process) -> str:
+    if isinstance(error, AssertionError):
+        return ProcessStatus.INCONSISTENT_DATA
+    if is_api_unavailable(error):
+        return ProcessStatus.API_UNAVAILABLE
+    if step.kind == StepKind.RETRY and process.retry_count < settings.ORCHESTRATOR_RETRY_MAX_ATTEMPTS:
+        return ProcessStatus.WAITING
+    return ProcessStatus.FAILED
+
+
+def is_api_unavailable(error: BaseException) -> bool:
+    """Connection errors and HTTP 502/503/504 from an external API."""
+    if isinstance(error, ConnectionError | TimeoutError):
+        return True
+    response = getattr(error, "response", None)
+    status_code = getattr(response, "status_code", None) or getattr(error, "status_code", None)
+    if status_code in (502, 503, 504):
+        return True
+    return type(error).__name__ in ("ConnectError", "ConnectTimeout", "ConnectionError")
+
+
+def retry_delay(retry_count: int) -> int:
+    delay = settings.ORCHESTRATOR_RETRY_BASE_SECONDS * (2**retry_count)
+    return min(delay, settings.ORCHESTRATOR_RETRY_MAX_SECONDS)
+
+
+class ProcessRun:
+    """One worker's turn at one process, holding its lease."""
+
+    def __init__(self, process: Process, owner: str) -> None:
+        self.process = process
+        self.owner = owner
+        self.secrets = decrypt_json(process.secrets)
+        self.secret_values = {v for v in self.secrets.values() if isinstance(v, str) and v}
+
+    def run(self) -> None:
+        try:
+            steps = workflow_steps(self.process)
+            position = align_position(self.process, steps)
+        except StepsGone as error:
+            self.fail_without_step(str(error))
+            return
+        if steps.names != self.process.planned_steps:
+            self.process.planned_steps = steps.names
+        self.process.position = position
+        while True:
+            if selectors.engine_is_paused():
+                self.park()
+                return
+            if self.process.delivery_count > settings.ORCHESTRATOR_MAX_DELIVERIES:
+                self.fail_without_step(
+                    f"gave up after {self.process.delivery_count - 1} interrupted attempts "
+                    f"at step {self.process.next_step_name!r} (did its worker crash?)"
+                )
+                return
+            if self.process.position >= len(steps):
+                step = Step(name="Done", kind=StepKind.DONE)
+            else:
+                step = steps[self.process.position]
+            if not self.run_step(step):
+                return
+
+    def run_step(self, step: Step) -> bool:
+        """Run one step in its own transaction; return whether the loop goes on."""
+        started = timezone.now()
+        try:
+            with transaction.atomic():
+                outcome = self.execute(step)
+                self.commit(step, outcome, started)
+        except LeaseLost:
+            logger.warning("lost the lease of %s; another worker goes on", self.process.pk)
+            return False
+        except Exception as error:  # noqa: BLE001 - every step failure is recorded
+            self.record_failure(step, error, started)
+            return False
+        return not outcome.stop
+
+    def state_for_step(self) -> dict[str, Any]:
+        return {**self.process.state, **self.secrets}
+
+    def execute(self, step: Step) -> Outcome:
+        process = self.process
+        following = process.position + 1
+        if step.predicate is not None and not step.predicate(self.state_for_step()):
+            return Outcome(StepStatus.SKIPPED, ProcessStatus.RUNNING, process.state, following)
+        if step.kind == StepKind.DONE:
+            return Outcome(
+                StepStatus.COMPLETE, ProcessStatus.COMPLETED, process.state, following, stop=True
+            )
+        if step.kind == StepKind.ABORT:
+            return Outcome(
+                StepStatus.ABORT, ProcessStatus.ABORTED, process.state, process.position, stop=True
+            )
+        if step.kind == StepKind.INPUT:
+            return Outcome(
+                StepStatus.SUSPEND,
+                ProcessStatus.SUSPENDED,
+                process.state,
+                process.position,
+                stop=True,
+                extra={"assignee": step.assignee},
+            )
+        state = self.state_for_step()
+        extra: dict[str, Any] = {}
+        if step.kind == StepKind.CALLBACK:
+            token = token_generator.token_urlsafe(32)
+            state["callback_route"] = f"/api/processes/{process.pk}/callback/{token}/"
+            expires = (
+                timezone.now() + datetime.timedelta(seconds=step.callback_timeout)
+                if step.callback_timeout
+                else None
+            )
+            extra = {
+                "callback_token": token_digest(token),
+                "callback_expires_at": expires,
+                "callback_progress": "",
+            }
+        result = call_with_state(step.func, state) if step.func else None
+        if result is not None and not isinstance(result, dict):
+            raise TypeError(f"step {step.name!r} returned {type(result).__name__}, not a dict")
+        new_state = dict(process.state)
+        if result:
+            cleaned = {k: v for k, v in result.items() if k not in self.secrets}
+            cleaned.pop("callback_route", None)
+            new_state.update(redact(to_json(cleaned), self.secret_values))
+        if step.kind == StepKind.CALLBACK:
+            return Outcome(
+                StepStatus.AWAITING_CALLBACK,
+                ProcessStatus.AWAITING_CALLBACK,
+                new_state,
+                following,
+                stop=True,
+                extra=extra,
+            )
+        return Outcome(StepStatus.SUCCESS, ProcessStatus.RUNNING, new_state, following)
+
+    def commit(self, step: Step, outcome: Outcome, started: datetime.datetime) -> None:
+        """Write the log row and the process's new state; refuse if the lease is gone."""
+        now = timezone.now()
+        ProcessStep.objects.create(
+            process_id=self.process.pk,
+            name=step.name,
+            status=outcome.step_status,
+            state=outcome.state,
+            started_at=started,
+            completed_at=now,
+        )
+        values: dict[str, Any] = {
+            "state": outcome.state,
+            "position": outcome.position,
+            "status": outcome.process_status,
+            "planned_steps": self.process.planned_steps,
+            "last_modified_at": now,
+            "delivery_count": 0,
+            **(outcome.extra or {}),
+        }
+        if outcome.step_status == StepStatus.SUCCESS:
+            values["retry_count"] = 0
+        if outcome.stop:
+            values.update(lease_owner="", lease_expires_at=None)
+            if outcome.process_status in (ProcessStatus.COMPLETED, ProcessStatus.ABORTED):
+                values["finished_at"] = now
+        else:
+            values["lease_expires_at"] = lease_expiry()
+        self.update(values)
+        self.process.state = outcome.state
+        self.process.position = outcome.position
+        self.process.delivery_count = 0
+
+    def update(self, values: dict[str, Any]) -> None:
+        updated = Process.objects.filter(pk=self.process.pk, lease_owner=self.owner).update(
+            **values
+        )
+        if updated != 1:
+            raise LeaseLost(str(self.process.pk))
+
+    def record_failure(self, step: Step, error: BaseException, started: datetime.datetime) -> None:
+        status = classify_failure(error, step, self.process)
+        message = error.message if isinstance(error, ProcessFailureError) else str(error)
+        reason = f"{type(error).__name__}: {message}" if message else type(error).__name__
+        if isinstance(error, ProcessFailureError) and error.details is not None:
+            reason += f"\ndetails: {to_json(error.details)}"
+        values: dict[str, Any] = {
+            "status": status,
+            "failed_reason": redact(reason, self.secret_values)[:10000],
+            "traceback": redact(traceback_module.format_exc(), self.secret_values)[:50000],
+            "last_modified_at": timezone.now(),
+            "lease_owner": "",
+            "lease_expires_at": None,
+            "delivery_count": 0,
+        }
+        step_status = StepStatus.FAILED
+        if status == ProcessStatus.WAITING:
+            step_status = StepStatus.WAITING
+            delay = retry_delay(self.process.retry_count)
+            values["retry_at"] = timezone.now() + datetime.timedelta(seconds=delay)
+            values["retry_count"] = self.process.retry_count + 1
+        try:
+            with transaction.atomic():
+                ProcessStep.objects.create(
+                    process_id=self.process.pk,
+                    name=step.name,
+                    status=step_status,
+                    state={**self.process.state, "error": values["failed_reason"]},
+                    started_at=started,
+                    completed_at=timezone.now(),
+                )
+                self.update(values)
+        except LeaseLost:
+            logger.warning("lost the lease of %s while recording a failure", self.process.pk)
+            return
+        if status == ProcessStatus.WAITING:
+            from orchestrator.services import enqueue_process
+
+            enqueue_process(self.process, countdown=retry_delay(self.process.retry_count))
+
+    def fail_without_step(self, reason: str) -> None:
+        try:
+            self.update(
+                {
+                    "status": ProcessStatus.FAILED,
+                    "failed_reason": reason,
+                    "traceback": "",
+                    "lease_owner": "",
+                    "lease_expires_at": None,
+                    "last_modified_at": timezone.now(),
+                }
+            )
+        except LeaseLost:
+            pass
+
+    def park(self) -> None:
+        """The engine is paused: give the process back as `queued` until it is unpaused."""
+        try:
+            self.update(
+                {
+                    "status": ProcessStatus.QUEUED,
+                    "lease_owner": "",
+                    "lease_expires_at": None,
+                    "planned_steps": self.process.planned_steps,
+                    "position": self.process.position,
+                }
+            )
+        except LeaseLost:
+            pass
+
+
+def run_process(process_id: str) -> bool:
+    """Run a process as far as it goes; False when another worker holds it (or nothing to do)."""
+    close_old_connections()
+    if selectors.engine_is_paused():
+        Process.objects.filter(
+            pk=process_id, status__in=(ProcessStatus.CREATED, ProcessStatus.RESUMED)
+        ).update(status=ProcessStatus.QUEUED)
+        return False
+    owner = new_lease_owner()
+    if not claim(process_id, owner):
+        return False
+    process = Process.objects.select_related("workflow").get(pk=process_id)
+    heartbeat = LeaseHeartbeat(str(process_id), owner)
+    heartbeat.start()
+    try:
+        ProcessRun(process, owner).run()
+    finally:
+        heartbeat.stop()
+    return True

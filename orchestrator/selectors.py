@@ -1,0 +1,47 @@
+"""Reads of the engine's data that more than one caller needs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from guardian.shortcuts import get_objects_for_user
+
+from orchestrator.models import EngineSettings, Process, ProcessStep, Workflow
+
+
+def engine_is_paused() -> bool:
+    return EngineSettings.objects.filter(pk=1, paused=True).exists()
+
+
+def workflows_for_user(user) -> QuerySet[Workflow]:
+    """Workflows the user may see: model-level view permission, or a per-object grant."""
+    return get_objects_for_user(
+        user, "orchestrator.view_workflow", klass=Workflow, accept_global_perms=True
+    )
+
+
+def processes_for_user(user) -> QuerySet[Process]:
+    """Processes the user may see; per-object grants widen a missing model permission."""
+    return get_objects_for_user(
+        user, "orchestrator.view_process", klass=Process.objects.select_related("workflow"),
+        accept_global_perms=True,
+    )
+
+
+def process_step_diffs(process: Process) -> list[dict[str, Any]]:
+    """Each logged step with what it changed in the state compared with the one before."""
+    previous: dict[str, Any] = {}
+    rows = []
+    for step in ProcessStep.objects.filter(process=process).select_related("created_by"):
+        state = step.state or {}
+        changed = {
+            key: {"old": previous.get(key), "new": value}
+            for key, value in state.items()
+            if key not in previous or previous[key] != value
+        }
+        removed = sorted(key for key in previous if key not in state)
+        rows.append({"step": step, "changed": changed, "removed": removed})
+        if step.status not in ("failed", "waiting"):
+            previous = state
+    return rows

@@ -1,0 +1,389 @@
+"""Every user-visible action on the engine, called alike by pages, API, admin and tasks."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from orchestrator import registry, selectors
+from orchestrator.crypto import decrypt_json, encrypt_json, token_digest
+from orchestrator.exceptions import Conflict, FormInvalid, NotFound, PreconditionFailed
+from orchestrator.forms import form_json_schema, validate_pages
+from orchestrator.injection import to_json
+from orchestrator.models import (
+    RETRYABLE_STATUSES,
+    RUNNABLE_STATUSES,
+    TERMINAL_STATUSES,
+    EngineSettings,
+    Process,
+    ProcessStatus,
+    ProcessStep,
+    ProcessTag,
+    StepStatus,
+    Workflow,
+)
+from orchestrator.permissions import require
+from orchestrator.runner import StepsGone, align_position, workflow_steps
+from orchestrator.workflow import StepKind
+
+logger = logging.getLogger(__name__)
+MAX_CALLBACK_PROGRESS = 2000
+
+
+def enqueue_process(process: Process, countdown: int | None = None) -> None:
+    """Send the run task once the current transaction commits; a failed send waits for the sweep."""
+    process_id, queue = str(process.pk), process.workflow.type
+
+    def send() -> None:
+        from orchestrator.tasks import run_process_task
+
+        try:
+            run_process_task.apply_async(args=[process_id], queue=queue, countdown=countdown)
+        except Exception as error:  # noqa: BLE001 - the broker being down loses nothing
+            logger.warning("could not enqueue %s (%s); the sweep will retry", process_id, error)
+            return
+        Process.objects.filter(pk=process_id).update(enqueued_at=timezone.now())
+
+    transaction.on_commit(send)
+
+
+def get_workflow_for_start(workflow_name: str) -> tuple[Workflow, Any]:
+    definition = registry.get_definition(workflow_name)
+    row = Workflow.objects.filter(name=workflow_name).first()
+    if definition is None or row is None:
+        raise NotFound(f"Unknown workflow {workflow_name!r}")
+    return row, definition
+
+
+def start_process(
+    *,
+    workflow_name: str,
+    input_pages: list[Any] | None = None,
+    user=None,
+    tags: Iterable[str] = (),
+    parent: Process | None = None,
+    run_name: str = "",
+) -> Process:
+    """Validate the input, store the process and enqueue it when the transaction commits."""
+    workflow_row, definition = get_workflow_for_start(workflow_name)
+    require(user, "orchestrator.start_workflow", workflow_row)
+    spec = definition.load()
+    if spec.run_predicate is not None:
+        refusal = spec.run_predicate(workflow_name)
+        if refusal:
+            raise PreconditionFailed(str(refusal))
+    result = validate_pages(spec.initial_input_form, list(input_pages or []), state={})
+    if not result.complete:
+        raise FormInvalid(
+            "More input is needed: fill in the next page",
+            {"input": ["Another page is required."]},
+            form=form_json_schema(result.next_form),
+        )
+    with transaction.atomic():
+        status = ProcessStatus.QUEUED if selectors.engine_is_paused() else ProcessStatus.CREATED
+        process = Process(
+            workflow=workflow_row,
+            status=status,
+            is_task=definition.is_task,
+            created_by=user if user is not None and user.is_authenticated else None,
+            planned_steps=spec.steps.names,
+            parent=parent,
+            run_name=run_name[:255],
+            secrets=encrypt_json(result.secrets),
+        )
+        process.state = {
+            **result.data,
+            "process_id": str(process.pk),
+            "workflow_name": workflow_name,
+        }
+        process.save(force_insert=True)
+        ProcessTag.objects.bulk_create(
+            ProcessTag(process=process, name=str(tag)[:255]) for tag in dict.fromkeys(tags)
+        )
+        enqueue_process(process)
+    return process
+
+
+def current_input_form(process: Process) -> Any:
+    """The form spec of the input step a suspended process waits at (or None)."""
+    if process.status != ProcessStatus.SUSPENDED:
+        return None
+    steps = workflow_steps(process)
+    step = steps[align_position(process, steps)]
+    return step.func if step.kind == StepKind.INPUT else None
+
+
+def resume_process(*, process: Process, input_pages: list[Any] | None = None, user=None) -> Process:
+    """Submit input to a suspended process, or retry a failed/waiting one from its failed step."""
+    require(user, "orchestrator.resume_process", process)
+    with transaction.atomic():
+        process = Process.objects.select_for_update().select_related("workflow").get(pk=process.pk)
+        if process.status == ProcessStatus.SUSPENDED:
+            submit_input(process, input_pages or [], user)
+        elif process.status in RETRYABLE_STATUSES:
+            try:
+                align_position(process, workflow_steps(process))
+            except StepsGone as error:
+                raise Conflict(f"Cannot resume: {error}") from None
+            process.status = ProcessStatus.RESUMED
+            process.failed_reason = process.traceback = ""
+            process.retry_at = None
+            process.save(
+                update_fields=["status", "failed_reason", "traceback", "retry_at", "last_modified_at"]
+            )
+        else:
+            raise Conflict(f"Process is {process.status}: it cannot be resumed")
+        enqueue_process(process)
+    return process
+
+
+def submit_input(process: Process, input_pages: list[Any], user) -> None:
+    steps = workflow_steps(process)
+    position = align_position(process, steps)
+    step = steps[position]
+    state = {**process.state, **decrypt_json(process.secrets)}
+    result = validate_pages(step.func, list(input_pages), state=state)
+    if not result.complete:
+        raise FormInvalid(
+            "More input is needed: fill in the next page",
+            {"input": ["Another page is required."]},
+            form=form_json_schema(result.next_form),
+        )
+    now = timezone.now()
+    process.state = {**process.state, **result.data}
+    if result.secrets:
+        process.secrets = encrypt_json({**decrypt_json(process.secrets), **result.secrets})
+    ProcessStep.objects.create(
+        process=process,
+        name=step.name,
+        status=StepStatus.SUCCESS,
+        state=process.state,
+        created_by=user if user is not None and user.is_authenticated else None,
+        started_at=now,
+        completed_at=now,
+    )
+    process.planned_steps = steps.names
+    process.position = position + 1
+    process.status = ProcessStatus.RESUMED
+    process.save()
+
+
+def abort_process(*, process: Process, user=None) -> Process:
+    """End a process on purpose; a worker running it loses its lease and commits nothing more."""
+    require(user, "orchestrator.abort_process", process)
+    with transaction.atomic():
+        process = Process.objects.select_for_update().get(pk=process.pk)
+        if process.status in TERMINAL_STATUSES:
+            raise Conflict(f"Process is {process.status}: it cannot be aborted")
+        now = timezone.now()
+        ProcessStep.objects.create(
+            process=process,
+            name="Abort",
+            status=StepStatus.ABORT,
+            state=process.state,
+            created_by=user if user is not None and user.is_authenticated else None,
+            started_at=now,
+            completed_at=now,
+        )
+        process.status = ProcessStatus.ABORTED
+        process.finished_at = now
+        process.lease_owner, process.lease_expires_at = "", None
+        process.callback_token = None
+        process.save()
+    return process
+
+
+def delete_process(*, process: Process, user=None) -> None:
+    """Delete a task run; runs of real workflows are kept for audit."""
+    require(user, "orchestrator.delete_process", process)
+    if not process.is_task:
+        raise Conflict("Only task runs can be deleted; workflow runs are kept for audit")
+    if process.status in RUNNABLE_STATUSES and process.lease_owner:
+        raise Conflict("The process is running; abort it first")
+    process.delete()
+
+
+def find_callback_process(process_id: Any, token: str) -> Process:
+    process = (
+        Process.objects.select_for_update()
+        .select_related("workflow")
+        .filter(
+            pk=process_id,
+            status=ProcessStatus.AWAITING_CALLBACK,
+            callback_token=token_digest(str(token)),
+        )
+        .first()
+    )
+    if process is None:
+        raise NotFound("Unknown or already used callback token")
+    return process
+
+
+def handle_callback(*, process_id: Any, token: str, body: Any) -> Process:
+    """The external system reports back: its body lands in `callback_result`."""
+    if not isinstance(body, dict):
+        raise FormInvalid("The callback body must be a JSON object", {"body": ["Not an object."]})
+    with transaction.atomic():
+        process = find_callback_process(process_id, token)
+        process.state = {**process.state, "callback_result": to_json(body)}
+        process.callback_token = None
+        process.callback_expires_at = None
+        process.status = ProcessStatus.RESUMED
+        process.save()
+        enqueue_process(process)
+    return process
+
+
+def record_callback_progress(*, process_id: Any, token: str, message: Any) -> Process:
+    if not isinstance(message, str) or not message.strip():
+        raise FormInvalid("'message' must be a non-empty string", {"message": ["Required."]})
+    with transaction.atomic():
+        process = find_callback_process(process_id, token)
+        process.callback_progress = message[:MAX_CALLBACK_PROGRESS]
+        process.save(update_fields=["callback_progress", "last_modified_at"])
+    return process
+
+
+def set_engine_paused(*, paused: bool, user=None) -> EngineSettings:
+    """Pause (steps in flight finish, no new step starts) or unpause (everything goes on)."""
+    require(user, "orchestrator.pause_engine")
+    with transaction.atomic():
+        engine, _ = EngineSettings.objects.select_for_update().get_or_create(pk=1)
+        engine.paused = paused
+        engine.changed_by = user if user is not None and user.is_authenticated else None
+        engine.changed_at = timezone.now()
+        engine.save()
+        if not paused:
+            for process in Process.objects.filter(
+                status__in=RUNNABLE_STATUSES, lease_owner=""
+            ).select_related("workflow"):
+                enqueue_process(process)
+    return engine
+
+
+def recover_processes() -> int:
+    """The sweep: take back runs whose worker died, enqueue runs the broker never got,
+    and fail callbacks that timed out. Returns how many runs were enqueued."""
+    now = timezone.now()
+    stale = now - datetime.timedelta(seconds=settings.ORCHESTRATOR_REQUEUE_AFTER_SECONDS)
+    Process.objects.filter(
+        status__in=RUNNABLE_STATUSES, lease_expires_at__lt=now
+    ).exclude(lease_owner="").update(lease_owner="", lease_expires_at=None, enqueued_at=None)
+    timed_out = Process.objects.filter(
+        status=ProcessStatus.AWAITING_CALLBACK, callback_expires_at__lt=now
+    )
+    for process in timed_out:
+        fail_timed_out_callback(process)
+    if selectors.engine_is_paused():
+        return 0
+    orphans = Process.objects.filter(status__in=RUNNABLE_STATUSES, lease_owner="").filter(
+        Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=stale)
+    ).filter(last_modified_at__lt=stale)
+    count = 0
+    for process in orphans.select_related("workflow"):
+        enqueue_process(process)
+        count += 1
+    return count
+
+
+def fail_timed_out_callback(process: Process) -> None:
+    """The callback never came: fail, with the action step next so a retry issues a new token."""
+    with transaction.atomic():
+        updated = Process.objects.filter(
+            pk=process.pk, status=ProcessStatus.AWAITING_CALLBACK
+        ).update(
+            status=ProcessStatus.FAILED,
+            failed_reason="Callback timed out",
+            callback_token=None,
+            callback_expires_at=None,
+            position=max(process.position - 1, 0),
+            last_modified_at=timezone.now(),
+        )
+        if updated:
+            now = timezone.now()
+            ProcessStep.objects.create(
+                process=process,
+                name=process.planned_steps[max(process.position - 1, 0)],
+                status=StepStatus.FAILED,
+                state={**process.state, "error": "Callback timed out"},
+                started_at=now,
+                completed_at=now,
+            )
+
+
+def resume_waiting_processes() -> int:
+    """Retry the `waiting` processes whose backoff has passed."""
+    due = Process.objects.filter(status=ProcessStatus.WAITING, retry_at__lte=timezone.now())
+    count = 0
+    for process in due.select_related("workflow"):
+        with transaction.atomic():
+            if Process.objects.filter(pk=process.pk, status=ProcessStatus.WAITING).update(
+                status=ProcessStatus.RESUMED, retry_at=None
+            ):
+                enqueue_process(process)
+                count += 1
+    return count
+
+
+def clean_up_task_runs(*, older_than_days: int | None = None) -> int:
+    """Delete completed task runs older than the retention period."""
+    days = settings.ORCHESTRATOR_TASK_RETENTION_DAYS if older_than_days is None else older_than_days
+    cutoff = timezone.now() - datetime.timedelta(days=days)
+    deleted, _ = Process.objects.filter(
+        is_task=True, status=ProcessStatus.COMPLETED, finished_at__lt=cutoff
+    ).delete()
+    return deleted
+
+
+def workflow_changes() -> list[tuple[str, str, dict[str, Any]]]:
+    """The differences between the code registry and the database, as (action, name, values)."""
+    from orchestrator.schedules import cron_of, workflow_schedules
+
+    rows = {row.name: row for row in Workflow.objects.all()}
+    schedules = workflow_schedules()
+    changes: list[tuple[str, str, dict[str, Any]]] = []
+    for definition in registry.all_definitions():
+        values = definition.catalogue_row()
+        row = rows.pop(definition.name, None)
+        if row is None:
+            changes.append(("add", definition.name, values))
+        else:
+            differing = {k: v for k, v in values.items() if getattr(row, k) != v}
+            if differing:
+                changes.append(("update", definition.name, differing))
+        schedule = schedules.pop(definition.name, None)
+        if (cron_of(schedule) if schedule else "") != definition.cron:
+            changes.append(("schedule", definition.name, {"cron": definition.cron}))
+    for name in rows:
+        changes.append(("remove", name, {}))
+    for name in schedules:
+        changes.append(("schedule", name, {"cron": ""}))
+    return changes
+
+
+def sync_workflows() -> list[tuple[str, str, dict[str, Any]]]:
+    """Apply `workflow_changes()`; a removed workflow with runs is kept for their audit."""
+    from orchestrator.schedules import ensure_sweep_schedule, set_workflow_schedule
+
+    changes = workflow_changes()
+    with transaction.atomic():
+        for action, name, values in changes:
+            definition = registry.get_definition(name)
+            if action == "add":
+                Workflow.objects.create(name=name, **values)
+            elif action == "update":
+                Workflow.objects.filter(name=name).update(**values)
+            elif action == "remove":
+                Workflow.objects.filter(name=name, processes__isnull=True).delete()
+            elif action == "schedule":
+                queue = str(definition.type) if definition else "core"
+                set_workflow_schedule(name, values["cron"], queue)
+        ensure_sweep_schedule()
+    return changes

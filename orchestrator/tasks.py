@@ -1,0 +1,32 @@
+"""Celery tasks: thin wrappers around the runner and the services (ids in, JSON only)."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from orchestrator import runner, services
+
+
+@shared_task(name="orchestrator.run_process", acks_late=True, ignore_result=True)
+def run_process_task(process_id: str) -> None:
+    runner.run_process(process_id)
+
+
+@shared_task(name="orchestrator.recovery_sweep", ignore_result=True)
+def recovery_sweep_task() -> int:
+    return services.recover_processes()
+
+
+@shared_task(name="orchestrator.start_scheduled_workflow", ignore_result=True)
+def start_scheduled_workflow_task(workflow_name: str) -> str:
+    """What a cron schedule sends: start the workflow as the system, with no input."""
+    return str(services.start_process(workflow_name=workflow_name, input_pages=[{}]).pk)
+
+
+@shared_task(name="orchestrator.ping")
+def ping_task(marker: str) -> str:
+    """Proves a worker is consuming: writes a marker row the sender can look for."""
+    from orchestrator.models import WorkerPing
+
+    WorkerPing.objects.create(marker=marker[:100])
+    return marker

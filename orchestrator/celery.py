@@ -21,6 +21,8 @@ def _load_settings() -> None:
         sys.exit(f"configuration error: {error}")
 
 
-_load_settings()
+if "celery" in os.path.basename(os.path.dirname(sys.argv[0]) + os.path.basename(sys.argv[0])):
+    # Only for the `celery` command: Django processes report ConfigError through manage.py.
+    _load_settings()
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()

@@ -1,0 +1,153 @@
+"""Shared fixtures: users per role, API clients, and real Celery workers on the real broker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from rest_framework.test import APIClient
+
+from tests.factories import user_with_role
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def synced(db):
+    """The workflow catalogue and role groups, as migrate + migrate_workflows leave them."""
+    from orchestrator.roles import sync_role_groups
+    from orchestrator.services import sync_workflows
+
+    sync_role_groups()
+    sync_workflows()
+
+
+@pytest.fixture
+def viewer(synced):
+    return user_with_role("viewer")
+
+
+@pytest.fixture
+def operator(synced):
+    return user_with_role("operator")
+
+
+@pytest.fixture
+def admin_user(synced):
+    return user_with_role("admin")
+
+
+@pytest.fixture
+def nobody(synced):
+    """Logged in, but in no group."""
+    return user_with_role(None)
+
+
+@pytest.fixture
+def api() -> Callable[..., APIClient]:
+    def client_for(user=None) -> APIClient:
+        client = APIClient()
+        if user is not None:
+            client.force_authenticate(user)
+        return client
+
+    return client_for
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 60, interval: float = 0.1):
+    """Poll until `predicate()` is truthy; fail the test with a clear message otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s: {predicate}")
+
+
+class Worker:
+    """A real `celery worker` process on the configured broker and the test database."""
+
+    def __init__(self, env: dict[str, str], pool: str = "threads", concurrency: int = 4):
+        self.env, self.pool, self.concurrency = env, pool, concurrency
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> Worker:
+        command = [
+            sys.executable, "-m", "celery", "-A", "orchestrator", "worker",
+            "-Q", "core,user,internal", "--pool", self.pool,
+            "--concurrency", str(self.concurrency), "--loglevel", "WARNING",
+            "--without-gossip", "--without-mingle", "--without-heartbeat",
+            "-n", f"test-{os.getpid()}-{time.monotonic_ns()}@%h",
+        ]
+        self.proc = subprocess.Popen(command, cwd=ROOT, env=self.env, start_new_session=True)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool children at once: nothing gets to clean up."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def database_url_for_tests() -> str:
+    """The URL of the database pytest-django created, for processes outside the test."""
+    from django.db import connection
+
+    params = connection.settings_dict
+    if params["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{params['NAME']}"
+    auth = params["USER"] or ""
+    if params["PASSWORD"]:
+        auth += f":{params['PASSWORD']}"
+    host = f"{params['HOST'] or '127.0.0.1'}:{params['PORT'] or 5432}"
+    return f"postgres://{auth}@{host}/{params['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def worker_env(django_db_setup, django_db_blocker) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="tests.settings",
+        DATABASE_URL=database_url_for_tests(),
+        PYTHONPATH=str(ROOT),
+        ORCHESTRATOR_LEASE_SECONDS=os.environ.get("ORCHESTRATOR_LEASE_SECONDS", "60"),
+    )
+    return env
+
+
+@pytest.fixture(scope="session")
+def celery_worker(worker_env):
+    """One real worker for the whole session (thread pool)."""
+    worker = Worker(worker_env).start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def start_worker(worker_env):
+    """Start extra workers (with their own env tweaks); all are stopped after the test."""
+    workers: list[Worker] = []
+
+    def start(pool: str = "solo", concurrency: int = 1, **env: str) -> Worker:
+        worker = Worker({**worker_env, **env}, pool=pool, concurrency=concurrency).start()
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()

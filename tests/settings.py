@@ -1,0 +1,17 @@
+"""Settings for the test suite: the product's settings plus the test workflows."""
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "test-secret-key-only-for-the-test-suite")
+
+from orchestrator.settings import *  # noqa: E402,F403
+from orchestrator.settings import DATABASES, ORCHESTRATOR_WORKFLOW_MODULES  # noqa: E402
+
+ORCHESTRATOR_WORKFLOW_MODULES = [*ORCHESTRATOR_WORKFLOW_MODULES, "tests.workflows"]
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+ORCHESTRATOR_RETRY_BASE_SECONDS = int(os.environ.get("ORCHESTRATOR_RETRY_BASE_SECONDS", "1"))
+ORCHESTRATOR_RETRY_MAX_SECONDS = int(os.environ.get("ORCHESTRATOR_RETRY_MAX_SECONDS", "2"))
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not memory, so the worker processes of the integration tests share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATABASES["default"]["NAME"]) + ".test"}

@@ -1,0 +1,233 @@
+"""Workflows the tests run; registered through ORCHESTRATOR_WORKFLOW_MODULES in tests.settings."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from django import forms
+
+from orchestrator.catalogue import WorkflowDefinition
+from orchestrator.forms import SecretField
+from orchestrator.models import WorkerPing
+from orchestrator.workflow import (
+    State,
+    StepList,
+    abort,
+    begin,
+    callback_step,
+    conditional,
+    done,
+    init,
+    inputstep,
+    retrystep,
+    step,
+    workflow,
+)
+
+
+def record(marker: str) -> None:
+    """A step's database effect, counted by the tests (exactly once per step)."""
+    WorkerPing.objects.create(marker=marker)
+
+
+class CountForm(forms.Form):
+    steps = forms.IntegerField(min_value=1, max_value=200, initial=5)
+    sleep = forms.FloatField(min_value=0, max_value=10, initial=0, required=False)
+    fail_at = forms.IntegerField(required=False, min_value=0)
+
+
+def numbered_step(index: int):
+    @step(f"Step {index}")
+    def run(process_id: str, sleep: float | None = None, fail_at: int | None = None) -> State:
+        if fail_at == index and not os.path.exists(f"/tmp/orchestrator-fix-{process_id}"):
+            raise RuntimeError(f"step {index} fails on purpose")
+        record(f"{process_id}:{index}")
+        if sleep:
+            time.sleep(sleep)
+        return {f"step_{index}": "done"}
+
+    return run
+
+
+STEPS = [numbered_step(index) for index in range(200)]
+
+
+def counted_steps(count: int) -> StepList:
+    steps = begin >> init
+    for item in STEPS[:count]:
+        steps = steps >> item
+    return steps >> done
+
+
+@workflow("Twenty counted steps", initial_input_form=CountForm)
+def wf_counted() -> StepList:
+    return counted_steps(20)
+
+
+@workflow("A hundred no-op steps")
+def wf_hundred() -> StepList:
+    steps = begin >> init
+    for index in range(100):
+        steps = steps >> noop_steps[index]
+    return steps >> done
+
+
+noop_steps = [step(f"No-op {index}")(lambda: None) for index in range(100)]
+
+
+@retrystep("Flaky call")
+def flaky_call(process_id: str) -> State:
+    attempts = WorkerPing.objects.filter(marker=f"{process_id}:flaky").count()
+    record(f"{process_id}:flaky")
+    if attempts < 2:
+        raise RuntimeError("remote not ready")
+    return {"flaky_attempts": attempts + 1}
+
+
+@workflow("A retry step that succeeds on the third attempt")
+def wf_retry() -> StepList:
+    return init >> flaky_call >> done
+
+
+class ConfirmForm(forms.Form):
+    confirm = forms.BooleanField(required=True)
+    vlan = forms.IntegerField(min_value=1, max_value=4094)
+
+
+@inputstep("Confirm", assignee="operator")
+def confirm_step() -> type[forms.Form]:
+    return ConfirmForm
+
+
+@step("Use the input")
+def use_input(vlan: int) -> State:
+    return {"vlan_used": vlan}
+
+
+@workflow("Waits for input")
+def wf_input() -> StepList:
+    return init >> confirm_step >> use_input >> done
+
+
+@step("Skipped unless asked")
+def maybe_step() -> State:
+    return {"maybe_ran": True}
+
+
+class FlagForm(forms.Form):
+    run_it = forms.BooleanField(required=False)
+
+
+@workflow("A conditional step", initial_input_form=FlagForm)
+def wf_conditional() -> StepList:
+    return init >> conditional(lambda state: state.get("run_it"))(maybe_step) >> done
+
+
+@step("Start the external job")
+def start_external(callback_route: str) -> State:
+    return {"external_started": True}
+
+
+@step("Check the external result")
+def check_external(callback_result: dict) -> State:
+    assert callback_result.get("ok") is True, "external job reported failure"
+    return {"external_checked": True}
+
+
+@workflow("Waits for a callback")
+def wf_callback() -> StepList:
+    return init >> callback_step("External job", start_external, check_external) >> done
+
+
+@workflow("A callback that times out")
+def wf_callback_timeout() -> StepList:
+    return init >> callback_step("Slow job", start_external, check_external, timeout=1) >> done
+
+
+class SecretForm(forms.Form):
+    username = forms.CharField(max_length=50)
+    password = SecretField(max_length=100)
+
+
+@step("Log in somewhere")
+def log_in(username: str, password: str) -> State:
+    return {"login": f"{username} logged in", "echo": password, "password_length": len(password)}
+
+
+@workflow("Takes a secret", initial_input_form=SecretForm)
+def wf_secret() -> StepList:
+    return init >> log_in >> done
+
+
+@step("Assert something")
+def assert_something() -> State:
+    assert 1 == 2, "inventory and network disagree"
+
+
+@workflow("Inconsistent data")
+def wf_inconsistent() -> StepList:
+    return init >> assert_something >> done
+
+
+@step("Call an API")
+def call_api() -> State:
+    raise ConnectionError("connection refused by netbox:443")
+
+
+@workflow("API unavailable")
+def wf_api_down() -> StepList:
+    return init >> call_api >> done
+
+
+@workflow("Aborts on purpose")
+def wf_abort() -> StepList:
+    return init >> abort
+
+
+@step("Needs a key")
+def needs_key(missing_key: str) -> State:
+    return {}
+
+
+@workflow("Missing state key")
+def wf_missing_key() -> StepList:
+    return init >> needs_key >> done
+
+
+def only_on_tuesdays(workflow_name: str) -> str | None:
+    return "This workflow is refused by its run predicate"
+
+
+@workflow("Refused by a predicate", run_predicate=only_on_tuesdays)
+def wf_refused() -> StepList:
+    return init >> done
+
+
+def _test(name: str, is_task: bool = True) -> WorkflowDefinition:
+    return WorkflowDefinition(name=name, module=__name__, function=name, is_task=is_task)
+
+
+WORKFLOWS = [
+    _test(name)
+    for name in (
+        "wf_counted",
+        "wf_hundred",
+        "wf_retry",
+        "wf_input",
+        "wf_conditional",
+        "wf_callback",
+        "wf_callback_timeout",
+        "wf_secret",
+        "wf_inconsistent",
+        "wf_api_down",
+        "wf_abort",
+        "wf_missing_key",
+        "wf_refused",
+    )
+] + [_test("wf_audited", is_task=False)]
+
+
+@workflow("A non-task workflow (kept for audit)")
+def wf_audited() -> StepList:
+    return init >> done

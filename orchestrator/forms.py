@@ -29,16 +29,20 @@ class ProcessForm(forms.Form):
     """Convenience base for input forms (plain `forms.Form` works too)."""
 
 
+def _single_page(form_class: type[forms.BaseForm] | None) -> Generator:
+    if form_class is not None:
+        yield form_class
+
+
 def _page_generator(form_spec: Any, state: dict[str, Any]) -> Generator:
-    if form_spec is None:
-        return iter(())
-    if isinstance(form_spec, type) and issubclass(form_spec, forms.BaseForm):
-        return iter((form_spec,))
+    """Every form spec as a generator of form classes (one page or several)."""
+    if form_spec is None or (isinstance(form_spec, type) and issubclass(form_spec, forms.BaseForm)):
+        return _single_page(form_spec)
     result = call_with_state(form_spec, state)
-    if isinstance(result, type) and issubclass(result, forms.BaseForm):
-        return iter((result,))
-    if inspect.isgenerator(result) or result is None:
-        return result or iter(())
+    if result is None or (isinstance(result, type) and issubclass(result, forms.BaseForm)):
+        return _single_page(result)
+    if inspect.isgenerator(result):
+        return result
     raise TypeError(f"{form_spec!r} must be a form class or yield form classes")
 
 

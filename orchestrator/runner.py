@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -388,7 +388,6 @@ class ProcessRun:
 
 def run_process(process_id: str) -> bool:
     """Run a process as far as it goes; False when another worker holds it (or nothing to do)."""
-    close_old_connections()
     if selectors.engine_is_paused():
         Process.objects.filter(
             pk=process_id, status__in=(ProcessStatus.CREATED, ProcessStatus.RESUMED)

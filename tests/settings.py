@@ -2,7 +2,12 @@
 
 import os
 
+import tempfile
+
 os.environ.setdefault("SECRET_KEY", "test-secret-key-only-for-the-test-suite")
+# Each test run gets its own var/ (SQLite file, filesystem broker folders), shared with the
+# worker processes it starts through the environment, so parallel runs never mix.
+os.environ.setdefault("ORCHESTRATOR_VAR_DIR", tempfile.mkdtemp(prefix="orchestrator-tests-"))
 
 from orchestrator.settings import *  # noqa: E402,F403
 from orchestrator.settings import DATABASES, ORCHESTRATOR_WORKFLOW_MODULES  # noqa: E402

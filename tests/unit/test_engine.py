@@ -1,0 +1,288 @@
+"""The step kinds and the runner, run in-process (the integration tests add a real worker)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+
+import pytest
+from django.utils import timezone
+
+from orchestrator import services
+from orchestrator.exceptions import Conflict, FormInvalid, NotFound, PreconditionFailed
+from orchestrator.models import Process, ProcessStep, Workflow, WorkerPing
+from orchestrator.runner import run_process
+from orchestrator.workflow import StepList, begin, done, init, step
+
+pytestmark = pytest.mark.django_db
+
+
+def start(name: str, *pages: dict, **kwargs) -> Process:
+    return services.start_process(workflow_name=name, input_pages=list(pages), **kwargs)
+
+
+def run(process: Process) -> Process:
+    run_process(str(process.pk))
+    process.refresh_from_db()
+    return process
+
+
+def step_log(process: Process) -> list[tuple[str, str]]:
+    return list(ProcessStep.objects.filter(process=process).values_list("name", "status"))
+
+
+def test_step_list_composition_and_names():
+    @step("A")
+    def a():
+        return {"a": 1}
+
+    @step("B")
+    def b(a: int):
+        return {"b": a + 1}
+
+    steps = begin >> init >> a >> (begin >> b) >> done
+    assert isinstance(steps, StepList)
+    assert steps.names == ["Start", "A", "B", "Done"]
+    with pytest.raises(TypeError):
+        _ = steps >> "not a step"
+
+
+def test_a_run_logs_init_and_done_and_stores_each_state(synced):
+    process = run(start("task_demo", {"message": "hi", "step_seconds": 0}))
+    assert process.status == "completed"
+    assert process.finished_at is not None
+    log = step_log(process)
+    assert log[0] == ("Start", "success") and log[-1] == ("Done", "complete")
+    say_hello = ProcessStep.objects.get(process=process, name="Say hello")
+    assert say_hello.state["greeting"] == "Hello: hi"
+    assert process.state["summary"] == "Hello: hi after 0.0s of work"
+
+
+def test_failing_step_fails_with_reason_and_resume_does_not_rerun_earlier_steps(synced, tmp_path):
+    process = run(start("wf_counted", {"steps": 20, "fail_at": 7}))
+    assert process.status == "failed"
+    assert "step 7 fails on purpose" in process.failed_reason
+    assert "Traceback" in process.traceback
+    assert WorkerPing.objects.filter(marker__startswith=f"{process.pk}:").count() == 7
+    open(f"/tmp/orchestrator-fix-{process.pk}", "w").close()
+    services.resume_process(process=process)
+    process = run(process)
+    assert process.status == "completed"
+    markers = list(WorkerPing.objects.filter(marker__startswith=f"{process.pk}:").values_list(
+        "marker", flat=True))
+    assert len(markers) == 20 and len(set(markers)) == 20
+
+
+def test_failure_classification(synced):
+    assert run(start("wf_inconsistent")).status == "inconsistent_data"
+    assert run(start("wf_api_down")).status == "api_unavailable"
+    missing = run(start("wf_missing_key"))
+    assert missing.status == "failed"
+    assert "missing_key" in missing.failed_reason
+
+
+def test_retrystep_waits_then_is_retried_until_it_succeeds(synced):
+    process = run(start("wf_retry"))
+    assert process.status == "waiting"
+    assert process.retry_at is not None and process.retry_count == 1
+    for _ in range(2):
+        Process.objects.filter(pk=process.pk).update(retry_at=timezone.now())
+        assert services.resume_waiting_processes() == 1
+        process = run(process)
+    assert process.status == "completed"
+    assert process.state["flaky_attempts"] == 3
+    statuses = [status for name, status in step_log(process) if name == "Flaky call"]
+    assert statuses == ["waiting", "waiting", "success"]
+
+
+def test_retrystep_fails_after_the_limit(synced, settings):
+    settings.ORCHESTRATOR_RETRY_MAX_ATTEMPTS = 1
+    process = run(start("wf_retry"))
+    assert process.status == "waiting"
+    services.resume_waiting_processes()
+    Process.objects.filter(pk=process.pk).update(status="resumed")
+    assert run(process).status == "failed"
+
+
+def test_inputstep_suspends_and_valid_input_resumes(synced, operator):
+    process = run(start("wf_input"))
+    assert process.status == "suspended"
+    with pytest.raises(FormInvalid) as invalid:
+        services.resume_process(process=process, input_pages=[{"confirm": True, "vlan": 5000}],
+                                user=operator)
+    assert "vlan" in invalid.value.field_errors
+    process.refresh_from_db()
+    assert process.status == "suspended" and "vlan" not in process.state
+    services.resume_process(process=process, input_pages=[{"confirm": True, "vlan": 42}],
+                            user=operator)
+    process = run(process)
+    assert process.status == "completed"
+    assert process.state["vlan_used"] == 42
+    confirm = ProcessStep.objects.get(process=process, name="Confirm", status="success")
+    assert confirm.created_by == operator
+
+
+def test_conditional_step_is_skipped_or_run(synced):
+    skipped = run(start("wf_conditional", {"run_it": False}))
+    assert ("Skipped unless asked", "skipped") in step_log(skipped)
+    assert "maybe_ran" not in skipped.state
+    ran = run(start("wf_conditional", {"run_it": True}))
+    assert ran.state["maybe_ran"] is True
+
+
+def test_callback_step_waits_and_a_one_use_token_resumes_it(synced):
+    captured = {}
+    from tests import workflows
+
+    original = workflows.start_external.func
+
+    def spy(callback_route: str):
+        captured["route"] = callback_route
+        return original(callback_route)
+
+    object.__setattr__(workflows.start_external, "func", spy)
+    try:
+        process = run(start("wf_callback"))
+    finally:
+        object.__setattr__(workflows.start_external, "func", original)
+    assert process.status == "awaiting_callback"
+    token = captured["route"].rstrip("/").split("/")[-1]
+    assert token not in json.dumps(process.state)
+    assert process.callback_token != token
+    with pytest.raises(NotFound):
+        services.handle_callback(process_id=process.pk, token="wrong", body={"ok": True})
+    services.record_callback_progress(process_id=process.pk, token=token, message="50% done")
+    process.refresh_from_db()
+    assert process.callback_progress == "50% done"
+    services.handle_callback(process_id=process.pk, token=token, body={"ok": True})
+    with pytest.raises(NotFound):
+        services.handle_callback(process_id=process.pk, token=token, body={"ok": True})
+    process = run(process)
+    assert process.status == "completed"
+    assert process.state["callback_result"] == {"ok": True}
+
+
+def test_callback_timeout_fails_and_retry_issues_a_new_token(synced):
+    process = run(start("wf_callback_timeout"))
+    first_token = process.callback_token
+    Process.objects.filter(pk=process.pk).update(
+        callback_expires_at=timezone.now() - datetime.timedelta(seconds=1)
+    )
+    services.recover_processes()
+    process.refresh_from_db()
+    assert process.status == "failed" and process.failed_reason == "Callback timed out"
+    services.resume_process(process=process)
+    process = run(process)
+    assert process.status == "awaiting_callback"
+    assert process.callback_token and process.callback_token != first_token
+
+
+def test_abort_step_and_abort_service(synced, operator):
+    assert run(start("wf_abort")).status == "aborted"
+    process = run(start("wf_input"))
+    services.abort_process(process=process, user=operator)
+    process.refresh_from_db()
+    assert process.status == "aborted"
+    with pytest.raises(Conflict):
+        services.resume_process(process=process, user=operator)
+    with pytest.raises(Conflict):
+        services.abort_process(process=process, user=operator)
+
+
+def test_resume_of_completed_process_is_refused(synced):
+    process = run(start("task_demo", {"message": "x"}))
+    with pytest.raises(Conflict, match="completed"):
+        services.resume_process(process=process)
+
+
+def test_secrets_never_reach_a_stored_state(synced):
+    secret = "s3cr3t-Passw0rd!"
+    process = run(start("wf_secret", {"username": "netops", "password": secret}))
+    assert process.status == "completed"
+    assert process.state["password_length"] == len(secret)
+    stored = json.dumps(process.state) + json.dumps(
+        list(ProcessStep.objects.filter(process=process).values_list("state", flat=True))
+    )
+    assert secret not in stored
+    assert secret not in process.secrets
+
+
+def test_unknown_workflow_and_invalid_input_store_nothing(synced):
+    with pytest.raises(NotFound, match="no_such_workflow"):
+        start("no_such_workflow")
+    with pytest.raises(FormInvalid) as invalid:
+        start("task_demo", {"message": "x" * 201})
+    assert "message" in invalid.value.field_errors
+    with pytest.raises(FormInvalid):
+        services.start_process(workflow_name="task_demo", input_pages="not a list")
+    with pytest.raises(PreconditionFailed):
+        start("wf_refused")
+    assert Process.objects.count() == 0
+
+
+def test_permissions_are_enforced_by_the_services(synced, viewer, operator, admin_user):
+    from django.core.exceptions import PermissionDenied
+
+    with pytest.raises(PermissionDenied):
+        start("task_demo", {"message": "x"}, user=viewer)
+    process = run(start("task_demo", {"message": "x"}, user=operator))
+    with pytest.raises(PermissionDenied):
+        services.delete_process(process=process, user=operator)
+    services.delete_process(process=process, user=admin_user)
+    audited = run(start("wf_audited", user=operator))
+    with pytest.raises(Conflict, match="audit"):
+        services.delete_process(process=audited, user=admin_user)
+
+
+def test_steps_continue_by_name_after_a_deployment(synced, monkeypatch):
+    from tests import workflows
+
+    process = run(start("wf_input"))
+    assert process.status == "suspended"
+    # The deployment inserts a step before the input step: the process goes on by name.
+    extra = step("New first step")(lambda: {"new": True})
+    changed = workflows.init >> extra >> workflows.confirm_step >> workflows.use_input
+    monkeypatch.setattr(workflows.wf_input, "_steps", changed >> workflows.done)
+    services.resume_process(process=process, input_pages=[{"confirm": True, "vlan": 7}])
+    process = run(process)
+    assert process.status == "completed" and "new" not in process.state
+    # A deployment that removed the remaining steps: the resume is refused, naming them.
+    process = run(start("wf_input"))
+    monkeypatch.setattr(workflows.wf_input, "_steps", workflows.init >> workflows.done)
+    Process.objects.filter(pk=process.pk).update(status="failed")
+    with pytest.raises(Conflict, match="Confirm"):
+        services.resume_process(process=process)
+
+
+def test_paused_engine_queues_new_runs_and_unpause_releases_them(synced, admin_user):
+    services.set_engine_paused(paused=True, user=admin_user)
+    process = start("task_demo", {"message": "x"})
+    assert process.status == "queued"
+    assert run(process).status == "queued"
+    services.set_engine_paused(paused=False, user=admin_user)
+    assert run(process).status == "completed"
+
+
+def test_duplicate_claim_is_refused_while_a_lease_is_live(synced):
+    from orchestrator.runner import claim
+
+    process = start("task_demo", {"message": "x"})
+    assert claim(str(process.pk), "worker-a")
+    assert not claim(str(process.pk), "worker-b")
+    assert not run_process(str(process.pk))
+    Process.objects.filter(pk=process.pk).update(
+        lease_expires_at=timezone.now() - datetime.timedelta(seconds=1)
+    )
+    assert run(process).status == "completed"
+
+
+def test_migrate_workflows_reports_and_applies_differences(synced):
+    from orchestrator.services import sync_workflows, workflow_changes
+
+    assert workflow_changes() == []
+    Workflow.objects.filter(name="task_demo").update(description="stale")
+    Workflow.objects.create(name="gone_from_code", module="x", function="y")
+    changes = {(action, name) for action, name, _ in workflow_changes()}
+    assert changes == {("update", "task_demo"), ("remove", "gone_from_code")}
+    sync_workflows()
+    assert workflow_changes() == []

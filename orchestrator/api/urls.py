@@ -2,7 +2,27 @@
 
 from django.urls import path
 from rest_framework.authtoken.views import obtain_auth_token
+from rest_framework.routers import SimpleRouter
+
+from orchestrator.api import views
+
+router = SimpleRouter()
+router.register("workflows", views.WorkflowViewSet, basename="api-workflow")
+router.register("processes", views.ProcessViewSet, basename="api-process")
+router.register("schedules", views.ScheduleViewSet, basename="api-schedule")
 
 urlpatterns = [
     path("auth/token/", obtain_auth_token, name="api-token"),
+    path(
+        "processes/<str:process_id>/callback/<str:token>/",
+        views.CallbackView.as_view(),
+        name="api-process-callback",
+    ),
+    path(
+        "processes/<str:process_id>/callback/<str:token>/progress/",
+        views.CallbackProgressView.as_view(),
+        name="api-process-callback-progress",
+    ),
+    path("engine/", views.EngineView.as_view(), name="api-engine"),
+    *router.urls,
 ]

@@ -1,0 +1,290 @@
+"""Serializers of the process/workflow API (DESIGN §8).
+
+Output serializers only read; writes go through the service functions. Request serializers
+check the shape of a payload (types, sizes) before anything reaches a service, so hostile
+input is a 400 naming the field, never a 500. Component names are explicit and unique for
+the OpenAPI schema.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django_celery_beat.models import PeriodicTask
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from orchestrator.forms import MAX_PAGES
+from orchestrator.models import Process, Workflow
+from orchestrator.schedules import SCHEDULE_PREFIX, cron_of
+
+MAX_TAGS = 50
+# A form's JSON Schema, or null when there is no page to fill in.
+NULLABLE_FORM_SCHEMA = {"type": "object", "additionalProperties": {}, "nullable": True}
+
+# --- errors -------------------------------------------------------------------------------
+
+
+class ApiErrorSerializer(serializers.Serializer):
+    """The one error shape: a message plus field errors keyed by field name."""
+
+    detail = serializers.CharField()
+
+    class Meta:
+        ref_name = "ApiError"
+
+
+class InputFormErrorSerializer(ApiErrorSerializer):
+    """An input error: field errors and, when a page is concerned, its JSON Schema in `form`."""
+
+    form = serializers.JSONField(required=False, help_text="JSON Schema of the page to fill in.")
+
+    class Meta:
+        ref_name = "InputFormError"
+
+
+# --- workflows ----------------------------------------------------------------------------
+
+
+class WorkflowSerializer(serializers.ModelSerializer):
+    tags = serializers.ListField(child=serializers.CharField(), read_only=True)
+
+    class Meta:
+        model = Workflow
+        fields = [
+            "name",
+            "description",
+            "type",
+            "target",
+            "is_task",
+            "tags",
+            "cron",
+            "concurrency_limit",
+            "concurrency_limit_strategy",
+        ]
+        read_only_fields = fields
+
+
+class WorkflowDetailSerializer(WorkflowSerializer):
+    form = serializers.SerializerMethodField(
+        help_text="JSON Schema of the first input page, or null when the workflow takes no input."
+    )
+
+    class Meta(WorkflowSerializer.Meta):
+        fields = [*WorkflowSerializer.Meta.fields, "form"]
+        read_only_fields = fields
+
+    @extend_schema_field(NULLABLE_FORM_SCHEMA)
+    def get_form(self, workflow: Workflow) -> dict[str, Any] | None:
+        return self.context["form"]
+
+
+# --- processes ----------------------------------------------------------------------------
+
+
+class ProcessSerializer(serializers.ModelSerializer):
+    """A process in a list: where it stands, without its state and step log."""
+
+    workflow = serializers.CharField(source="workflow.name", read_only=True)
+    tags = serializers.SerializerMethodField()
+    created_by = serializers.CharField(
+        source="created_by.username", read_only=True, allow_null=True, default=None
+    )
+    parent = serializers.UUIDField(source="parent_id", read_only=True, allow_null=True)
+
+    class Meta:
+        model = Process
+        fields = [
+            "id",
+            "workflow",
+            "status",
+            "is_task",
+            "run_name",
+            "assignee",
+            "tags",
+            "parent",
+            "created_by",
+            "failed_reason",
+            "started_at",
+            "last_modified_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_tags(self, process: Process) -> list[str]:
+        # Reads the prefetched rows (ProcessViewSet prefetches them): no query per process.
+        return [tag.name for tag in process.tag_rows.all()]
+
+
+class ProcessStepSerializer(serializers.Serializer):
+    """One row of the step log (built from `selectors.process_step_diffs`)."""
+
+    name = serializers.CharField(source="step.name")
+    status = serializers.CharField(source="step.status")
+    state = serializers.JSONField(source="step.state")
+    started_at = serializers.DateTimeField(source="step.started_at")
+    completed_at = serializers.DateTimeField(source="step.completed_at")
+    created_by = serializers.CharField(
+        source="step.created_by.username", allow_null=True, default=None
+    )
+    changed = serializers.JSONField(
+        help_text='What the step changed: {key: {"old": value, "new": value}}.'
+    )
+    removed = serializers.ListField(
+        child=serializers.CharField(), help_text="State keys the step removed."
+    )
+
+    class Meta:
+        ref_name = "ProcessStep"
+
+
+class ProcessDetailSerializer(ProcessSerializer):
+    """A process with its state, its step log and, while suspended, the form it waits for.
+
+    The encrypted `secrets`, the callback token and the lease fields are never part of it.
+    """
+
+    state = serializers.JSONField(read_only=True)
+    planned_steps = serializers.ListField(child=serializers.CharField(), read_only=True)
+    next_step = serializers.CharField(source="next_step_name", read_only=True, allow_null=True)
+    steps = serializers.SerializerMethodField()
+    form = serializers.SerializerMethodField(
+        help_text="JSON Schema of the input page a suspended process waits for, else null."
+    )
+
+    class Meta(ProcessSerializer.Meta):
+        fields = [
+            *ProcessSerializer.Meta.fields,
+            "state",
+            "traceback",
+            "callback_progress",
+            "planned_steps",
+            "position",
+            "next_step",
+            "steps",
+            "form",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(ProcessStepSerializer(many=True))
+    def get_steps(self, process: Process) -> list[dict[str, Any]]:
+        return ProcessStepSerializer(self.context.get("steps", []), many=True).data
+
+    @extend_schema_field(NULLABLE_FORM_SCHEMA)
+    def get_form(self, process: Process) -> dict[str, Any] | None:
+        return self.context.get("form")
+
+
+class ProcessStartSerializer(serializers.Serializer):
+    """`POST /api/processes/`: which workflow, its input pages and run tags."""
+
+    workflow = serializers.CharField(max_length=255)
+    input = serializers.ListField(
+        child=serializers.DictField(),
+        max_length=MAX_PAGES,
+        required=False,
+        default=list,
+        help_text="The input form pages, in order; each an object of field values.",
+    )
+    tags = serializers.ListField(
+        child=serializers.CharField(max_length=255),
+        max_length=MAX_TAGS,
+        required=False,
+        default=list,
+    )
+    subscription = serializers.CharField(
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        max_length=255,
+        help_text="Accepted for compatibility; not used yet.",
+    )
+    product = serializers.CharField(
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        max_length=255,
+        help_text="Accepted for compatibility; not used yet.",
+    )
+
+    class Meta:
+        ref_name = "ProcessStartRequest"
+
+
+class ProcessResumeSerializer(serializers.Serializer):
+    """`POST /api/processes/{id}/resume/`: input pages for a suspended process, or nothing."""
+
+    input = serializers.ListField(
+        child=serializers.DictField(),
+        max_length=MAX_PAGES,
+        required=False,
+        default=list,
+    )
+
+    class Meta:
+        ref_name = "ProcessResumeRequest"
+
+
+class CallbackProgressSerializer(serializers.Serializer):
+    message = serializers.CharField()
+
+    class Meta:
+        ref_name = "CallbackProgressRequest"
+
+
+class DetailSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+
+    class Meta:
+        ref_name = "DetailMessage"
+
+
+# --- engine and schedules -----------------------------------------------------------------
+
+
+class EngineSerializer(serializers.Serializer):
+    paused = serializers.BooleanField()
+
+    class Meta:
+        ref_name = "EngineStatus"
+
+
+class ScheduleSerializer(serializers.ModelSerializer):
+    """A django-celery-beat periodic task: a workflow's cron schedule or an engine task."""
+
+    workflow = serializers.SerializerMethodField()
+    cron = serializers.SerializerMethodField()
+    interval = serializers.SerializerMethodField()
+
+    class Meta:
+        model = PeriodicTask
+        fields = [
+            "id",
+            "name",
+            "workflow",
+            "task",
+            "cron",
+            "interval",
+            "enabled",
+            "queue",
+            "last_run_at",
+            "total_run_count",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_workflow(self, task: PeriodicTask) -> str | None:
+        if task.name.startswith(SCHEDULE_PREFIX):
+            return task.name.removeprefix(SCHEDULE_PREFIX)
+        return None
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_cron(self, task: PeriodicTask) -> str | None:
+        return cron_of(task) or None
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_interval(self, task: PeriodicTask) -> str | None:
+        if task.interval is None:
+            return None
+        return f"every {task.interval.every} {task.interval.period}"

@@ -1,0 +1,432 @@
+"""The process/workflow REST API (DESIGN §8): thin views over selectors and services.
+
+Every view here needs an authenticated user (the project default) except the callback
+routes, which are guarded by their one-use token. Visibility comes from the selectors
+(a process the user may not view is a 404), actions are checked by the services (403),
+and the engine's errors map to their status codes in `orchestrator.api.exceptions`.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.db.models import Prefetch, QuerySet
+from django_celery_beat.models import PeriodicTask
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import exceptions, mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.parsers import JSONParser
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from orchestrator import registry, selectors, services
+from orchestrator.api.filters import ProcessFilter, WorkflowFilter
+from orchestrator.api.serializers import (
+    ApiErrorSerializer,
+    CallbackProgressSerializer,
+    DetailSerializer,
+    EngineSerializer,
+    InputFormErrorSerializer,
+    ProcessDetailSerializer,
+    ProcessResumeSerializer,
+    ProcessSerializer,
+    ProcessStartSerializer,
+    ScheduleSerializer,
+    WorkflowDetailSerializer,
+    WorkflowSerializer,
+)
+from orchestrator.exceptions import NotFound
+from orchestrator.forms import form_json_schema, validate_pages
+from orchestrator.models import Process, ProcessStatus, ProcessTag, Workflow
+
+logger = logging.getLogger(__name__)
+
+MAX_JSON_DEPTH = 64
+
+
+# --- request parsing ----------------------------------------------------------------------
+
+
+class RequestTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is too large."
+    default_code = "request_too_large"
+
+
+def bad_string(value: str) -> bool:
+    """NUL characters and lone surrogates: PostgreSQL cannot store them, UTF-8 cannot render."""
+    if "\x00" in value:
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def json_problem(data: Any, max_depth: int = MAX_JSON_DEPTH) -> str | None:
+    """Why parsed JSON is refused (too deeply nested, unstorable strings), or None.
+
+    Walks iteratively, so no nesting can exhaust the stack here.
+    """
+    bad = "JSON strings must not contain NUL characters or lone surrogates"
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            if bad_string(value):
+                return bad
+            continue
+        if isinstance(value, dict):
+            if depth > max_depth:
+                return f"JSON nested deeper than {max_depth} levels"
+            for key, item in value.items():
+                if bad_string(key):
+                    return bad
+                stack.append((item, depth + 1))
+        elif isinstance(value, list):
+            if depth > max_depth:
+                return f"JSON nested deeper than {max_depth} levels"
+            stack.extend((item, depth + 1) for item in value)
+    return None
+
+
+class SafeJSONParser(JSONParser):
+    """DRF's JSON parser with the limits hostile input needs.
+
+    The body size is capped at DATA_UPLOAD_MAX_MEMORY_SIZE (413) even where DRF hands the
+    parser a raw stream (older DRF releases bypass Django's check that way). Nesting deep
+    enough to exhaust the decoder's stack, and strings the database or the renderer cannot
+    take, are a 400 instead of a 500.
+    """
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        raw = stream.read() if limit is None else stream.read(limit + 1)
+        if limit is not None and len(raw) > limit:
+            raise RequestTooLarge(f"The request body is larger than {limit} bytes.")
+        try:
+            data = super().parse(io.BytesIO(raw), media_type, parser_context)
+        except RecursionError:
+            raise exceptions.ParseError("JSON parse error - nested too deeply") from None
+        problem = json_problem(data)
+        if problem:
+            raise exceptions.ParseError(f"JSON parse error - {problem}")
+        return data
+
+
+class JSONOnlyMixin:
+    """JSON bodies only, through SafeJSONParser; a body over the size limit is a JSON 413."""
+
+    parser_classes = [SafeJSONParser]
+
+    def handle_exception(self, exc: Exception) -> Response:
+        # Django raises RequestDataTooBig when DRF reads `request.body`; left alone it would
+        # become Django's HTML 400 page instead of the API's error shape.
+        if isinstance(exc, RequestDataTooBig):
+            exc = RequestTooLarge()
+        return super().handle_exception(exc)
+
+
+class Pagination(LimitOffsetPagination):
+    """The default page size from settings; `?limit=` can ask for more, up to a bound."""
+
+    max_limit = 500
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def parse_process_id(value: Any) -> uuid.UUID:
+    """A process id from the URL; anything that is not a UUID is simply not found."""
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise exceptions.NotFound("No such process.") from None
+
+
+def first_page_schema(workflow_name: str) -> dict[str, Any] | None:
+    """JSON Schema of a workflow's first input page (None without input or without code)."""
+    definition = registry.get_definition(workflow_name)
+    if definition is None:
+        return None
+    try:
+        spec = definition.load()
+        result = validate_pages(spec.initial_input_form, [], state={})
+    except Exception:
+        logger.exception("could not build the input form of workflow %r", workflow_name)
+        return None
+    return form_json_schema(result.next_form)
+
+
+def suspended_form_schema(process: Process) -> dict[str, Any] | None:
+    """JSON Schema of the input page a suspended process waits for, else None."""
+    if process.status != ProcessStatus.SUSPENDED:
+        return None
+    try:
+        form_spec = services.current_input_form(process)
+        if form_spec is None:
+            return None
+        result = validate_pages(form_spec, [], state=dict(process.state))
+    except Exception:
+        logger.exception("could not build the input form of process %s", process.pk)
+        return None
+    return form_json_schema(result.next_form)
+
+
+def with_list_relations(queryset: QuerySet[Process]) -> QuerySet[Process]:
+    """What the serializers read, fetched up front: constant queries per request."""
+    return queryset.select_related("workflow", "created_by").prefetch_related(
+        Prefetch("tag_rows", queryset=ProcessTag.objects.order_by("pk"))
+    )
+
+
+ERRORS = {
+    400: OpenApiResponse(InputFormErrorSerializer, description="Invalid input"),
+    403: OpenApiResponse(ApiErrorSerializer, description="Not allowed"),
+    404: OpenApiResponse(ApiErrorSerializer, description="Not found"),
+    409: OpenApiResponse(ApiErrorSerializer, description="Conflict with the process's state"),
+}
+
+
+# --- workflows ----------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(summary="The workflow catalogue the user may view"),
+    retrieve=extend_schema(
+        summary="One workflow with the JSON Schema of its first input page",
+        responses={200: WorkflowDetailSerializer, 404: ERRORS[404]},
+    ),
+)
+class WorkflowViewSet(JSONOnlyMixin, viewsets.ReadOnlyModelViewSet):
+    pagination_class = Pagination
+    queryset = Workflow.objects.all()
+    serializer_class = WorkflowSerializer
+    filterset_class = WorkflowFilter
+    lookup_field = "name"
+    lookup_value_regex = "[^/]+"
+
+    def get_queryset(self) -> QuerySet[Workflow]:
+        if getattr(self, "swagger_fake_view", False):
+            return Workflow.objects.none()
+        return selectors.workflows_for_user(self.request.user).order_by("name")
+
+    def get_object(self) -> Workflow:
+        name = self.kwargs["name"]
+        workflow = None
+        if not bad_string(name):
+            workflow = self.get_queryset().filter(name=name).first()
+        if workflow is None:
+            raise NotFound(f"Unknown workflow {name!r}")
+        return workflow
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        workflow = self.get_object()
+        context = {**self.get_serializer_context(), "form": first_page_schema(workflow.name)}
+        return Response(WorkflowDetailSerializer(workflow, context=context).data)
+
+
+# --- processes ----------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Processes the user may view, newest first"),
+    retrieve=extend_schema(
+        summary="A process with its state, step log and, while suspended, its form",
+        responses={200: ProcessDetailSerializer, 404: ERRORS[404]},
+    ),
+    create=extend_schema(
+        summary="Start a workflow",
+        request=ProcessStartSerializer,
+        responses={
+            201: ProcessDetailSerializer,
+            **ERRORS,
+            412: OpenApiResponse(ApiErrorSerializer, description="Refused by a run predicate"),
+        },
+    ),
+    destroy=extend_schema(
+        summary="Delete a task run (workflow runs are kept for audit: 409)",
+        responses={204: None, 403: ERRORS[403], 404: ERRORS[404], 409: ERRORS[409]},
+    ),
+)
+class ProcessViewSet(
+    JSONOnlyMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    queryset = Process.objects.all()
+    serializer_class = ProcessSerializer
+    pagination_class = Pagination
+    filterset_class = ProcessFilter
+    lookup_value_regex = "[^/]+"
+
+    def get_queryset(self) -> QuerySet[Process]:
+        if getattr(self, "swagger_fake_view", False):
+            return Process.objects.none()
+        visible = selectors.processes_for_user(self.request.user)
+        return with_list_relations(visible).order_by("-started_at", "-pk")
+
+    def get_serializer_class(self):
+        if self.action == "create":
+            return ProcessStartSerializer
+        if self.action == "resume":
+            return ProcessResumeSerializer
+        if self.action == "list":
+            return ProcessSerializer
+        return ProcessDetailSerializer
+
+    def get_object(self) -> Process:
+        process_id = parse_process_id(self.kwargs[self.lookup_url_kwarg or self.lookup_field])
+        process = self.get_queryset().filter(pk=process_id).first()
+        if process is None:
+            raise exceptions.NotFound("No such process.")
+        return process
+
+    def detail_response(
+        self, process: Process, code: int = status.HTTP_200_OK, reload: bool = True
+    ) -> Response:
+        if reload:
+            # Read back what the services wrote, with the relations the serializer reads.
+            process = with_list_relations(Process.objects.all()).get(pk=process.pk)
+        context = {
+            **self.get_serializer_context(),
+            "steps": selectors.process_step_diffs(process),
+            "form": suspended_form_schema(process),
+        }
+        return Response(ProcessDetailSerializer(process, context=context).data, status=code)
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return self.detail_response(self.get_object(), reload=False)
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = ProcessStartSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        process = services.start_process(
+            workflow_name=data["workflow"],
+            input_pages=data["input"],
+            user=request.user,
+            tags=data["tags"],
+        )
+        return self.detail_response(process, status.HTTP_201_CREATED)
+
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        services.delete_process(process=self.get_object(), user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        summary="Submit input to a suspended process, or retry a failed/waiting one",
+        request=ProcessResumeSerializer,
+        responses={200: ProcessDetailSerializer, **ERRORS},
+    )
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, pk: str | None = None) -> Response:
+        process = self.get_object()
+        serializer = ProcessResumeSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        process = services.resume_process(
+            process=process, input_pages=serializer.validated_data["input"], user=request.user
+        )
+        return self.detail_response(process)
+
+    @extend_schema(
+        summary="Abort a process (it is never compensated)",
+        request=None,
+        responses={
+            200: ProcessDetailSerializer,
+            403: ERRORS[403],
+            404: ERRORS[404],
+            409: ERRORS[409],
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def abort(self, request: Request, pk: str | None = None) -> Response:
+        process = services.abort_process(process=self.get_object(), user=request.user)
+        return self.detail_response(process)
+
+
+# --- callbacks (no login: the one-use token is the guard) ---------------------------------
+
+
+class CallbackView(JSONOnlyMixin, APIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        summary="The callback route of a callback step",
+        description="The JSON object body lands in the process state as `callback_result`.",
+        request=OpenApiTypes.OBJECT,
+        responses={200: DetailSerializer, 400: ERRORS[400], 404: ERRORS[404]},
+        auth=[],
+    )
+    def post(self, request: Request, process_id: str, token: str) -> Response:
+        services.handle_callback(
+            process_id=parse_process_id(process_id), token=token, body=request.data
+        )
+        return Response({"detail": "accepted"})
+
+
+class CallbackProgressView(JSONOnlyMixin, APIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        summary="Report progress of the external job a callback step waits for",
+        request=CallbackProgressSerializer,
+        responses={200: DetailSerializer, 400: ERRORS[400], 404: ERRORS[404]},
+        auth=[],
+    )
+    def post(self, request: Request, process_id: str, token: str) -> Response:
+        message = request.data.get("message") if isinstance(request.data, dict) else None
+        services.record_callback_progress(
+            process_id=parse_process_id(process_id), token=token, message=message
+        )
+        return Response({"detail": "recorded"})
+
+
+# --- engine and schedules -----------------------------------------------------------------
+
+
+class EngineView(JSONOnlyMixin, APIView):
+    serializer_class = EngineSerializer
+
+    @extend_schema(summary="Whether the engine is paused", responses={200: EngineSerializer})
+    def get(self, request: Request) -> Response:
+        return Response({"paused": selectors.engine_is_paused()})
+
+    @extend_schema(
+        summary="Pause or unpause the engine (needs orchestrator.pause_engine)",
+        request=EngineSerializer,
+        responses={200: EngineSerializer, 400: ERRORS[400], 403: ERRORS[403]},
+    )
+    def post(self, request: Request) -> Response:
+        serializer = EngineSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        engine = services.set_engine_paused(
+            paused=serializer.validated_data["paused"], user=request.user
+        )
+        return Response({"paused": engine.paused})
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Cron schedules and periodic engine tasks"),
+    retrieve=extend_schema(summary="One periodic task"),
+)
+class ScheduleViewSet(JSONOnlyMixin, viewsets.ReadOnlyModelViewSet):
+    pagination_class = Pagination
+    queryset = PeriodicTask.objects.select_related("crontab", "interval").order_by("name")
+    serializer_class = ScheduleSerializer
+    filterset_fields = ["enabled"]

@@ -1,0 +1,232 @@
+"""Configuration from the environment: wrong values and unreachable services give one line.
+
+The subprocess tests run `manage.py` (and `celery`) the way an operator does and check
+that a bad setting or an unreachable database/broker prints one line naming the host and
+what failed, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orchestrator import config, health
+from orchestrator.config import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def closed_port() -> int:
+    """A local TCP port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_manage(tmp_path: Path, *arguments: str, **env: str) -> subprocess.CompletedProcess:
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DATABASE_URL", "CELERY_BROKER_URL", "DEBUG", "SECRET_KEY")
+    }
+    environment.update(
+        DJANGO_SETTINGS_MODULE="orchestrator.settings",
+        ORCHESTRATOR_VAR_DIR=str(tmp_path / "var"),
+        SECRET_KEY="a-test-secret-key",
+        PYTHONPATH=str(ROOT),
+    )
+    environment.update(env)
+    environment = {key: value for key, value in environment.items() if value is not None}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *arguments],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def assert_one_line(result: subprocess.CompletedProcess, *expected: str) -> str:
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    for text in expected:
+        assert text in lines[0], lines[0]
+    return lines[0]
+
+
+# --- ConfigError, in process -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url", ["mysql://u@db:3306/x", "oracle://u@db/x", "db.example.net:5432/x", "postgre://h/x"]
+)
+def test_unsupported_database_scheme_is_refused_in_one_line(url):
+    with pytest.raises(ConfigError) as caught:
+        config.database_settings(url)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "DATABASE_URL" in message and "not supported" in message
+
+
+@pytest.mark.parametrize("url", ["kafka://h:9092", "http://h:6379", "localhost:6379"])
+def test_unsupported_broker_scheme_is_refused_in_one_line(url):
+    with pytest.raises(ConfigError) as caught:
+        config.broker_url(url)
+    assert "\n" not in str(caught.value)
+    assert "CELERY_BROKER_URL" in str(caught.value)
+
+
+def test_embedded_defaults_are_sqlite_and_the_filesystem_broker():
+    assert config.database_settings(None)["ENGINE"] == "django.db.backends.sqlite3"
+    assert config.database_settings("")["ENGINE"] == "django.db.backends.sqlite3"
+    assert config.broker_url(None) == "filesystem://"
+    postgres = config.database_settings("postgres://u:p@db.example.net:6543/orch")
+    assert postgres["HOST"] == "db.example.net" and postgres["PORT"] == 6543
+    assert config.broker_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+def test_debug_off_without_a_secret_key_is_refused(monkeypatch):
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    with pytest.raises(ConfigError) as caught:
+        config.secret_key(debug=False)
+    assert "SECRET_KEY" in str(caught.value) and "\n" not in str(caught.value)
+    monkeypatch.setenv("SECRET_KEY", config.DEFAULT_SECRET_KEY)
+    with pytest.raises(ConfigError):
+        config.secret_key(debug=False)
+    assert config.secret_key(debug=True) == config.DEFAULT_SECRET_KEY
+    monkeypatch.setenv("SECRET_KEY", "something-long-and-random")
+    assert config.secret_key(debug=False) == "something-long-and-random"
+
+
+@pytest.mark.parametrize("raw", ["maybe", "2", "enabled", "tru"])
+def test_bad_boolean_is_refused(monkeypatch, raw):
+    monkeypatch.setenv("SOME_FLAG", raw)
+    with pytest.raises(ConfigError) as caught:
+        config.env_bool("SOME_FLAG", False)
+    assert "SOME_FLAG" in str(caught.value) and repr(raw) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("1", True), ("true", True), ("Yes", True), ("on", True), ("0", False), ("off", False),
+     ("", False)],
+)
+def test_booleans(monkeypatch, raw, expected):
+    monkeypatch.setenv("SOME_FLAG", raw)
+    assert config.env_bool("SOME_FLAG", False) is expected
+
+
+def test_bad_integer_is_refused(monkeypatch):
+    monkeypatch.setenv("ORCHESTRATOR_LEASE_SECONDS", "sixty")
+    with pytest.raises(ConfigError, match="ORCHESTRATOR_LEASE_SECONDS"):
+        config.env_int("ORCHESTRATOR_LEASE_SECONDS", 60)
+
+
+def test_describe_url_host_never_shows_credentials():
+    assert config.describe_url_host("postgres://user:secret@db.example.net:5432/x") == (
+        "db.example.net:5432"
+    )
+    assert "secret" not in config.describe_url_host("amqp://guest:secret@mq:5672//")
+
+
+# --- health checks, in process -------------------------------------------------------------
+
+
+def test_broker_check_names_host_and_failure():
+    port = closed_port()
+    line = health.check_broker(f"redis://127.0.0.1:{port}/0", {})
+    assert line == f"cannot reach broker at 127.0.0.1:{port}: connection refused"
+
+
+def test_filesystem_broker_check(tmp_path):
+    options = {"data_folder_in": str(tmp_path / "q"), "data_folder_out": str(tmp_path / "q")}
+    assert health.check_broker("filesystem://", options) is None
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    line = health.check_broker("filesystem://", {"data_folder_in": str(blocker / "q")})
+    assert line and line.startswith(f"cannot use broker folder {blocker / 'q'}")
+
+
+def test_failure_descriptions():
+    refused = ConnectionRefusedError(111, "Connection refused")
+    assert health.describe_failure(refused) == "connection refused"
+    wrapped = RuntimeError("Error 111 connecting to h:1. Connection refused.")
+    assert health.describe_failure(wrapped) == "connection refused"
+    assert health.describe_failure(socket.gaierror(-2, "Name or service not known")) == (
+        "unknown host"
+    )
+    assert health.describe_failure(ValueError("first line\nsecond")) == "first line"
+
+
+# --- the commands an operator runs ---------------------------------------------------------
+
+
+def test_bad_setting_prints_one_line_and_no_traceback(tmp_path):
+    result = run_manage(tmp_path, "check", DEBUG="maybe")
+    assert_one_line(result, "configuration error", "DEBUG", "maybe")
+    result = run_manage(tmp_path, "check", DATABASE_URL="mysql://u@db:3306/x")
+    assert_one_line(result, "configuration error", "DATABASE_URL")
+
+
+def test_debug_off_without_secret_key_refuses_to_start(tmp_path):
+    result = run_manage(tmp_path, "check", SECRET_KEY=None)
+    assert_one_line(result, "configuration error", "SECRET_KEY is not set")
+
+
+def test_check_services_with_unreachable_database(tmp_path):
+    port = closed_port()
+    result = run_manage(tmp_path, "check_services", DATABASE_URL=f"postgres://u@127.0.0.1:{port}/x")
+    line = assert_one_line(result, f"127.0.0.1:{port}", "database")
+    assert line == f"cannot reach database at 127.0.0.1:{port}: connection refused"
+
+
+def test_check_services_with_unreachable_broker(tmp_path):
+    port = closed_port()
+    result = run_manage(
+        tmp_path, "check_services", CELERY_BROKER_URL=f"redis://127.0.0.1:{port}/0"
+    )
+    line = assert_one_line(result, f"127.0.0.1:{port}", "broker")
+    assert line == f"cannot reach broker at 127.0.0.1:{port}: connection refused"
+
+
+def test_check_services_passes_on_the_embedded_defaults(tmp_path):
+    result = run_manage(tmp_path, "check_services")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_migrate_with_unreachable_database_prints_one_line(tmp_path):
+    port = closed_port()
+    result = run_manage(tmp_path, "migrate", DATABASE_URL=f"postgres://u@127.0.0.1:{port}/x")
+    assert_one_line(result, f"127.0.0.1:{port}", "database")
+
+
+def test_celery_with_bad_broker_scheme_prints_one_line(tmp_path):
+    env = {
+        key: value for key, value in os.environ.items() if key not in ("DATABASE_URL",)
+    }
+    env.update(
+        DJANGO_SETTINGS_MODULE="orchestrator.settings",
+        ORCHESTRATOR_VAR_DIR=str(tmp_path / "var"),
+        SECRET_KEY="a-test-secret-key",
+        CELERY_BROKER_URL="kafka://127.0.0.1:9092",
+        PYTHONPATH=str(ROOT),
+    )
+    celery = Path(sys.executable).with_name("celery")
+    result = subprocess.run(
+        [str(celery), "-A", "orchestrator", "inspect", "ping"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert_one_line(result, "configuration error", "CELERY_BROKER_URL")

@@ -1,20 +1,494 @@
-"""The engine's pages; each view is thin and calls selectors and services."""
+"""The engine's pages; each view is thin and calls selectors and services.
 
+Every page works without JavaScript. The process page's status and step log live in a
+fragment that static/js/live.js re-fetches while the process can still move on its own.
+
+Multi-page input forms: the raw data of the pages already filled in travels back and forth
+in one hidden field, encrypted (authenticated) with the secret key, so a secret typed on an
+earlier page never appears in the HTML and a tampered value is refused rather than trusted.
+Each POST replays every page through `validate_pages`, exactly as the services do.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import django_filters
+from cryptography.fernet import InvalidToken
+from django import forms
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Count, Prefetch, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+from django_celery_beat.models import PeriodicTask
+from guardian.shortcuts import get_objects_for_user
 
-from orchestrator import selectors
+from orchestrator import registry, selectors, services
+from orchestrator.crypto import decrypt_json, encrypt_json
+from orchestrator.exceptions import FormInvalid, OrchestratorError
+from orchestrator.forms import validate_pages
+from orchestrator.models import (
+    RETRYABLE_STATUSES,
+    RUNNABLE_STATUSES,
+    TERMINAL_STATUSES,
+    EngineSettings,
+    Process,
+    ProcessStatus,
+    ProcessTag,
+    Workflow,
+)
+from orchestrator.permissions import user_may
+from orchestrator.runner import StepsGone
+
+logger = logging.getLogger(__name__)
+
+PAGES_FIELD = "__pages"
+PAGE_SIZE = 25
+DASHBOARD_ROWS = 10
+# Statuses in which a process moves on without anyone acting: the page keeps polling.
+LIVE_STATUSES = (*RUNNABLE_STATUSES, ProcessStatus.WAITING, ProcessStatus.AWAITING_CALLBACK)
+ATTENTION_STATUSES = (*RETRYABLE_STATUSES,)
+INPUT_STATUSES = (ProcessStatus.SUSPENDED, ProcessStatus.AWAITING_CALLBACK)
+
+
+# --- multi-page input ----------------------------------------------------------------------
+
+
+class PagesUnreadable(Exception):
+    """The hidden field with the earlier pages is missing its integrity or shape."""
+
+
+def encode_pages(pages: list[dict[str, Any]]) -> str:
+    return encrypt_json({"pages": pages}) if pages else ""
+
+
+def decode_pages(token: str) -> list[dict[str, Any]]:
+    if not token:
+        return []
+    try:
+        value = decrypt_json(token)
+    except (InvalidToken, ValueError, TypeError) as error:
+        raise PagesUnreadable(str(error)) from None
+    pages = value.get("pages") if isinstance(value, dict) else None
+    if not isinstance(pages, list) or not all(isinstance(page, dict) for page in pages):
+        raise PagesUnreadable("not a list of pages")
+    return pages
+
+
+def page_data(form_class: type[forms.BaseForm], data) -> dict[str, Any]:
+    """The raw values of one page's own fields, as the services take them."""
+    page: dict[str, Any] = {}
+    for name, field in form_class.base_fields.items():
+        if getattr(field.widget, "allow_multiple_selected", False):
+            if name in data:
+                page[name] = data.getlist(name)
+        elif name in data:
+            page[name] = data.get(name)
+    return page
+
+
+def add_service_errors(form: forms.BaseForm | None, error: OrchestratorError) -> list[str]:
+    """Put an error's field errors on the form where they name a field; return the rest."""
+    rest = []
+    for field, problems in error.field_errors.items():
+        if field == "form":
+            continue
+        items = problems if isinstance(problems, list) else [problems]
+        if form is not None and form.is_bound and field in form.fields:
+            for problem in items:
+                form.add_error(field, str(problem))
+        else:
+            rest.extend(str(problem) for problem in items)
+    return rest
+
+
+class PagedForm:
+    """Where a multi-page form stands after one request: the page to show and its errors."""
+
+    def __init__(self, form_spec: Any, state: dict[str, Any]) -> None:
+        self.form_spec = form_spec
+        self.state = state
+        self.pages: list[dict[str, Any]] = []
+        self.form: forms.BaseForm | None = None
+        self.errors: list[str] = []
+        self.complete = False
+
+    @property
+    def pages_token(self) -> str:
+        return encode_pages(self.pages)
+
+    @property
+    def page_number(self) -> int:
+        return len(self.pages) + 1
+
+    def start(self) -> PagedForm:
+        """The first page, unbound (or `complete` when the spec has no page)."""
+        self.pages = []
+        result = validate_pages(self.form_spec, [], self.state)
+        self.form = result.next_form() if result.next_form else None
+        self.complete = result.complete
+        return self
+
+    def submit(self, data) -> PagedForm:
+        """Replay the earlier pages, validate the posted page, and move to the next one."""
+        try:
+            self.pages = decode_pages(data.get(PAGES_FIELD, ""))
+            result = validate_pages(self.form_spec, self.pages, self.state)
+        except (PagesUnreadable, FormInvalid):
+            self.start()
+            self.errors.append("The earlier pages of this form could not be read; start again.")
+            return self
+        if result.complete:
+            self.complete = True
+            return self
+        form = result.next_form(data=data)
+        self.form = form
+        if not form.is_valid():
+            return self
+        pages = [*self.pages, page_data(result.next_form, data)]
+        try:
+            result = validate_pages(self.form_spec, pages, self.state)
+        except FormInvalid as error:
+            self.errors.extend(add_service_errors(form, error) or [error.message])
+            return self
+        self.pages = pages
+        if result.complete:
+            self.complete = True
+        else:
+            self.form = result.next_form()
+        return self
+
+
+# --- dashboard and engine -------------------------------------------------------------------
 
 
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
-    processes = selectors.processes_for_user(request.user)
+    processes = selectors.processes_for_user(request.user).select_related("created_by")
+    engine = EngineSettings.objects.filter(pk=1).select_related("changed_by").first()
     context = {
-        "running": processes.filter(status__in=("created", "queued", "running", "resumed"))[:20],
-        "failed": processes.filter(
-            status__in=("failed", "api_unavailable", "inconsistent_data", "waiting")
-        )[:20],
-        "suspended": processes.filter(status__in=("suspended", "awaiting_callback"))[:20],
+        "running": processes.filter(status__in=RUNNABLE_STATUSES)[:DASHBOARD_ROWS],
+        "failed": processes.filter(status__in=ATTENTION_STATUSES)[:DASHBOARD_ROWS],
+        "suspended": processes.filter(status__in=INPUT_STATUSES)[:DASHBOARD_ROWS],
+        "recent": processes.filter(status__in=TERMINAL_STATUSES)[:DASHBOARD_ROWS],
+        "counts": {
+            row["status"]: row["n"]
+            for row in processes.order_by().values("status").annotate(n=Count("pk"))
+        },
+        "engine": engine,
+        "may_pause": user_may(request.user, "orchestrator.pause_engine"),
     }
+    context["count_running"] = sum(context["counts"].get(s, 0) for s in RUNNABLE_STATUSES)
+    context["count_failed"] = sum(context["counts"].get(s, 0) for s in ATTENTION_STATUSES)
+    context["count_suspended"] = sum(context["counts"].get(s, 0) for s in INPUT_STATUSES)
     return render(request, "orchestrator/dashboard.html", context)
+
+
+@require_POST
+@login_required
+def engine_pause(request: HttpRequest) -> HttpResponse:
+    paused = request.POST.get("paused") == "1"
+    services.set_engine_paused(paused=paused, user=request.user)
+    if paused:
+        messages.warning(request, "Engine paused: steps in flight finish, no new step starts.")
+    else:
+        messages.success(request, "Engine running again: waiting runs continue.")
+    return redirect_back(request, reverse("dashboard"))
+
+
+def redirect_back(request: HttpRequest, default: str) -> HttpResponse:
+    """Back to the page that posted, when it is one of ours."""
+    target = request.POST.get("next", "")
+    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return redirect(target)
+    return redirect(default)
+
+
+# --- workflows ------------------------------------------------------------------------------
+
+
+def startable_ids(user, workflows: QuerySet[Workflow]) -> set[int]:
+    """Ids of the workflows `user` may start: the model permission, or a per-object grant."""
+    if user_may(user, "orchestrator.start_workflow"):
+        return set(workflows.values_list("pk", flat=True))
+    if not user.is_active:
+        return set()
+    granted = get_objects_for_user(
+        user, "orchestrator.start_workflow", klass=workflows, accept_global_perms=False
+    )
+    return set(granted.values_list("pk", flat=True))
+
+
+@login_required
+def workflow_list(request: HttpRequest) -> HttpResponse:
+    workflows = selectors.workflows_for_user(request.user).order_by("is_task", "name")
+    startable = startable_ids(request.user, workflows)
+    rows = [
+        {
+            "workflow": workflow,
+            "may_start": workflow.pk in startable,
+            "in_code": registry.get_definition(workflow.name) is not None,
+        }
+        for workflow in workflows
+    ]
+    return render(request, "orchestrator/workflow_list.html", {"rows": rows})
+
+
+@login_required
+def workflow_start(request: HttpRequest, name: str) -> HttpResponse:
+    workflow = get_object_or_404(selectors.workflows_for_user(request.user), name=name)
+    if not user_may(request.user, "orchestrator.start_workflow", workflow):
+        raise PermissionDenied("You may not start this workflow.")
+    definition = registry.get_definition(name)
+    if definition is None:
+        raise Http404("This workflow is no longer in the code registry.")
+    spec = definition.load()
+    paged = PagedForm(getattr(spec, "initial_input_form", None), state={})
+    try:
+        if request.method == "POST":
+            paged.submit(request.POST)
+        else:
+            paged.start()
+    except Exception as error:  # the form's own code failed: say so, never a 500
+        logger.exception("input form of %s failed", name)
+        messages.error(request, f"The input form of {name} failed: {error}")
+        return redirect("workflow-list")
+    if request.method == "POST" and paged.complete:
+        try:
+            process = services.start_process(
+                workflow_name=name, input_pages=paged.pages, user=request.user
+            )
+        except OrchestratorError as error:
+            paged.errors.extend(add_service_errors(paged.form, error) or [error.message])
+            messages.error(request, error.message)
+        else:
+            messages.success(request, f"Started {name}.")
+            return redirect("process-detail", pk=process.pk)
+    context = {
+        "workflow": workflow,
+        "paged": paged,
+        "pages_field": PAGES_FIELD,
+    }
+    status = 400 if request.method == "POST" and (paged.errors or _has_errors(paged.form)) else 200
+    return render(request, "orchestrator/workflow_start.html", context, status=status)
+
+
+def _has_errors(form: forms.BaseForm | None) -> bool:
+    return bool(form is not None and form.is_bound and form.errors)
+
+
+# --- processes ------------------------------------------------------------------------------
+
+
+class ProcessFilter(django_filters.FilterSet):
+    """The list's GET filters; the same names as the API's query parameters."""
+
+    workflow = django_filters.ChoiceFilter(field_name="workflow__name", empty_label="any")
+    status = django_filters.ChoiceFilter(choices=ProcessStatus.choices, empty_label="any")
+    tag = django_filters.CharFilter(
+        field_name="tag_rows__name", distinct=True, max_length=255, label="Tag"
+    )
+    is_task = django_filters.BooleanFilter(
+        label="Task runs",
+        widget=forms.Select(choices=[("", "any"), ("true", "tasks only"), ("false", "workflows")]),
+    )
+
+    class Meta:
+        model = Process
+        fields = ["workflow", "status", "tag", "is_task"]
+
+    def __init__(self, *args, workflow_names=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.filters["workflow"].extra["choices"] = [(name, name) for name in workflow_names]
+
+
+@login_required
+def process_list(request: HttpRequest) -> HttpResponse:
+    user = request.user
+    names = selectors.workflows_for_user(user).values_list("name", flat=True)
+    queryset = (
+        selectors.processes_for_user(user)
+        .select_related("created_by")
+        .prefetch_related(Prefetch("tag_rows", queryset=ProcessTag.objects.order_by("name")))
+        .order_by("-started_at", "-pk")
+    )
+    process_filter = ProcessFilter(request.GET or None, queryset=queryset, workflow_names=names)
+    page = Paginator(process_filter.qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {"filter": process_filter, "page": page, "processes": page.object_list}
+    return render(request, "orchestrator/process_list.html", context)
+
+
+def visible_process(request: HttpRequest, pk) -> Process:
+    """The process if the user may see it; a 404 otherwise, never a leak."""
+    return get_object_or_404(
+        selectors.processes_for_user(request.user).select_related("created_by", "parent"), pk=pk
+    )
+
+
+def process_input_state(process: Process) -> dict[str, Any]:
+    """The state an input form is built from: as the service builds it (secrets in memory)."""
+    try:
+        secrets = decrypt_json(process.secrets)
+    except (InvalidToken, ValueError):
+        secrets = {}
+    return {**process.state, **secrets}
+
+
+def input_form_for(process: Process) -> tuple[PagedForm | None, str]:
+    """The suspended process's input form, or a reason why it cannot be shown."""
+    try:
+        spec = services.current_input_form(process)
+    except StepsGone as error:
+        return None, f"The input form cannot be shown: {error}"
+    if spec is None:
+        return None, ""
+    return PagedForm(spec, process_input_state(process)), ""
+
+
+def process_context(request: HttpRequest, process: Process, paged: PagedForm | None = None):
+    user = request.user
+    status = process.status
+    may_resume = user_may(user, "orchestrator.resume_process", process)
+    input_problem = ""
+    if status == ProcessStatus.SUSPENDED and may_resume and paged is None:
+        paged, input_problem = input_form_for(process)
+        if paged is not None:
+            try:
+                paged.start()
+            except Exception as error:  # the form's own code failed
+                logger.exception("input form of process %s failed", process.pk)
+                paged, input_problem = None, f"The input form cannot be shown: {error}"
+    return {
+        "process": process,
+        "steps": selectors.process_step_diffs(process),
+        "tags": sorted(process.tag_rows.values_list("name", flat=True)),
+        "children": selectors.processes_for_user(user).filter(parent=process),
+        "live": status in LIVE_STATUSES,
+        "may_resume": may_resume,
+        "may_retry": may_resume and status in RETRYABLE_STATUSES,
+        "may_abort": status not in TERMINAL_STATUSES
+        and user_may(user, "orchestrator.abort_process", process),
+        "may_delete": process.is_task and user_may(user, "orchestrator.delete_process", process),
+        "paged": paged if status == ProcessStatus.SUSPENDED else None,
+        "input_problem": input_problem,
+        "pages_field": PAGES_FIELD,
+    }
+
+
+@login_required
+def process_detail(request: HttpRequest, pk) -> HttpResponse:
+    process = visible_process(request, pk)
+    return render(request, "orchestrator/process_detail.html", process_context(request, process))
+
+
+@login_required
+def process_fragment(request: HttpRequest, pk) -> HttpResponse:
+    """The live part of the process page, re-fetched by static/js/live.js."""
+    process = visible_process(request, pk)
+    response = render(
+        request, "orchestrator/fragments/process_live.html", process_context(request, process)
+    )
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_POST
+@login_required
+def process_resume(request: HttpRequest, pk) -> HttpResponse:
+    process = visible_process(request, pk)
+    if not user_may(request.user, "orchestrator.resume_process", process):
+        raise PermissionDenied("You may not resume this process.")
+    detail = redirect("process-detail", pk=process.pk)
+    if process.status != ProcessStatus.SUSPENDED:
+        return call_service(request, detail, "Retrying the process.", services.resume_process,
+                            process=process, user=request.user)
+    paged, problem = input_form_for(process)
+    if paged is None:
+        messages.error(request, problem or "The process has no input form to fill in.")
+        return detail
+    try:
+        paged.submit(request.POST)
+    except Exception as error:  # the form's own code failed
+        logger.exception("input form of process %s failed", process.pk)
+        messages.error(request, f"The input form failed: {error}")
+        return detail
+    if paged.complete:
+        try:
+            services.resume_process(process=process, input_pages=paged.pages, user=request.user)
+        except OrchestratorError as error:
+            paged.errors.extend(add_service_errors(paged.form, error) or [error.message])
+        else:
+            messages.success(request, "Input submitted; the process goes on.")
+            return detail
+    context = process_context(request, process, paged=paged)
+    status = 400 if paged.errors or _has_errors(paged.form) else 200
+    return render(request, "orchestrator/process_detail.html", context, status=status)
+
+
+@require_POST
+@login_required
+def process_abort(request: HttpRequest, pk) -> HttpResponse:
+    process = visible_process(request, pk)
+    detail = redirect("process-detail", pk=process.pk)
+    return call_service(request, detail, "Process aborted.", services.abort_process,
+                        process=process, user=request.user)
+
+
+@require_POST
+@login_required
+def process_delete(request: HttpRequest, pk) -> HttpResponse:
+    process = visible_process(request, pk)
+    try:
+        services.delete_process(process=process, user=request.user)
+    except OrchestratorError as error:
+        messages.error(request, error.message)
+        return redirect("process-detail", pk=process.pk)
+    messages.success(request, f"Deleted task run {pk}.")
+    return redirect("process-list")
+
+
+def call_service(request: HttpRequest, response: HttpResponse, success: str, action, **kwargs):
+    """Run one service action; its refusal becomes a message (a permission one a 403)."""
+    try:
+        action(**kwargs)
+    except OrchestratorError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, success)
+    return response
+
+
+# --- schedules ------------------------------------------------------------------------------
+
+
+@login_required
+def schedule_list(request: HttpRequest) -> HttpResponse:
+    if not user_may(request.user, "django_celery_beat.view_periodictask"):
+        raise PermissionDenied("You may not see the schedules.")
+    tasks = PeriodicTask.objects.select_related(
+        "crontab", "interval", "solar", "clocked"
+    ).order_by("name")
+    rows = [{"task": task, "schedule": describe_schedule(task)} for task in tasks]
+    return render(request, "orchestrator/schedule_list.html", {"rows": rows})
+
+
+def describe_schedule(task: PeriodicTask) -> str:
+    if task.crontab_id:
+        crontab = task.crontab
+        fields = (crontab.minute, crontab.hour, crontab.day_of_month, crontab.month_of_year,
+                  crontab.day_of_week)
+        return f"cron {' '.join(fields)} ({crontab.timezone})"
+    if task.interval_id:
+        return f"every {task.interval.every} {task.interval.period}"
+    if task.solar_id:
+        return f"solar {task.solar.event}"
+    if task.clocked_id:
+        return f"once at {task.clocked.clocked_time:%Y-%m-%d %H:%M} UTC"
+    return "-"
+

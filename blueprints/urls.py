@@ -1,0 +1,9 @@
+"""Page URLs of the blueprints app, included under /blueprints/."""
+
+from django.urls import path
+
+from blueprints import views
+
+urlpatterns = [
+    path("", views.blueprint_list, name="blueprint-list"),
+]

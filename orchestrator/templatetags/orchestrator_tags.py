@@ -1,0 +1,57 @@
+"""Small presentation helpers for the engine's templates."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from typing import Any
+
+from django import template
+from django.core.serializers.json import DjangoJSONEncoder
+
+register = template.Library()
+
+MAX_VALUE_CHARS = 400
+
+
+@register.filter
+def as_json(value: Any, limit: int = MAX_VALUE_CHARS) -> str:
+    """A state value as compact JSON, cut at `limit` characters (autoescaped by the template)."""
+    text = json.dumps(value, cls=DjangoJSONEncoder, sort_keys=True, ensure_ascii=False)
+    limit = int(limit)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@register.filter
+def as_pretty_json(value: Any) -> str:
+    return json.dumps(value, cls=DjangoJSONEncoder, sort_keys=True, indent=2, ensure_ascii=False)
+
+
+@register.filter
+def duration(step) -> str:
+    """How long a step took, compactly ("12 ms", "3.4 s", "2 min 5 s")."""
+    started, completed = getattr(step, "started_at", None), getattr(step, "completed_at", None)
+    if not isinstance(started, datetime.datetime) or not isinstance(completed, datetime.datetime):
+        return ""
+    seconds = max((completed - started).total_seconds(), 0)
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes} min {rest} s"
+
+
+@register.inclusion_tag("orchestrator/fragments/status_badge.html")
+def status_badge(status: str) -> dict[str, str]:
+    return {"status": status, "label": str(status).replace("_", " ")}
+
+
+@register.simple_tag(takes_context=True)
+def nav_class(context, prefix: str) -> str:
+    """`active` for the navigation link of the section the current page belongs to."""
+    request = context.get("request")
+    path = getattr(request, "path", "")
+    if prefix == "/":
+        return "active" if path == "/" else ""
+    return "active" if path.startswith(prefix) else ""

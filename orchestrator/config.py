@@ -75,7 +75,8 @@ def database_settings(url: str | None) -> dict:
     try:
         config = dj_database_url.parse(url, conn_max_age=0)
     except ValueError as error:
-        raise ConfigError(f"DATABASE_URL for {describe_url_host(url)} is malformed: {error}") from None
+        host = describe_url_host(url)
+        raise ConfigError(f"DATABASE_URL for {host} is malformed: {error}") from None
     if config["ENGINE"] == "django.db.backends.sqlite3":
         # A web process and a worker write at once: WAL lets readers go on while one
         # writes, IMMEDIATE transactions take the write lock up front (no upgrade

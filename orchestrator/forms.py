@@ -167,7 +167,7 @@ def form_json_schema(form_class: type[forms.BaseForm] | None) -> dict[str, Any] 
     if form_class is None:
         return None
     properties = {name: _field_schema(field) for name, field in form_class.base_fields.items()}
-    for name, field in form_class.base_fields.items():
+    for name in form_class.base_fields:
         if not properties[name]["title"]:
             properties[name]["title"] = name.replace("_", " ").capitalize()
     required = [name for name, field in form_class.base_fields.items() if field.required]

@@ -144,7 +144,8 @@ def classify_failure(error: BaseException, step: Step, process: Process) -> str:
         return ProcessStatus.INCONSISTENT_DATA
     if is_api_unavailable(error):
         return ProcessStatus.API_UNAVAILABLE
-    if step.kind == StepKind.RETRY and process.retry_count < settings.ORCHESTRATOR_RETRY_MAX_ATTEMPTS:
+    retries_left = process.retry_count < settings.ORCHESTRATOR_RETRY_MAX_ATTEMPTS
+    if step.kind == StepKind.RETRY and retries_left:
         return ProcessStatus.WAITING
     return ProcessStatus.FAILED
 

@@ -136,7 +136,9 @@ def resume_process(*, process: Process, input_pages: list[Any] | None = None, us
             process.failed_reason = process.traceback = ""
             process.retry_at = None
             process.save(
-                update_fields=["status", "failed_reason", "traceback", "retry_at", "last_modified_at"]
+                update_fields=[
+                    "status", "failed_reason", "traceback", "retry_at", "last_modified_at"
+                ]
             )
         else:
             raise Conflict(f"Process is {process.status}: it cannot be resumed")
@@ -272,24 +274,32 @@ def recover_processes() -> int:
     """The sweep: take back runs whose worker died, enqueue runs the broker never got,
     and fail callbacks that timed out. Returns how many runs were enqueued."""
     now = timezone.now()
-    stale = now - datetime.timedelta(seconds=settings.ORCHESTRATOR_REQUEUE_AFTER_SECONDS)
-    Process.objects.filter(
-        status__in=RUNNABLE_STATUSES, lease_expires_at__lt=now
-    ).exclude(lease_owner="").update(lease_owner="", lease_expires_at=None, enqueued_at=None)
-    timed_out = Process.objects.filter(
-        status=ProcessStatus.AWAITING_CALLBACK, callback_expires_at__lt=now
-    )
-    for process in timed_out:
+    for process in Process.objects.filter(status=ProcessStatus.AWAITING_CALLBACK,
+                                          callback_expires_at__lt=now):
         fail_timed_out_callback(process)
     if selectors.engine_is_paused():
         return 0
-    orphans = Process.objects.filter(status__in=RUNNABLE_STATUSES, lease_owner="").filter(
-        Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=stale)
-    ).filter(last_modified_at__lt=stale)
+    stale = now - datetime.timedelta(seconds=settings.ORCHESTRATOR_REQUEUE_AFTER_SECONDS)
+    expired_lease = Q(lease_expires_at__lt=now) & ~Q(lease_owner="")
+    never_picked_up = (
+        Q(lease_owner="")
+        & (Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=stale))
+        & Q(last_modified_at__lt=stale)
+    )
     count = 0
-    for process in orphans.select_related("workflow"):
-        enqueue_process(process)
-        count += 1
+    candidates = Process.objects.filter(status__in=RUNNABLE_STATUSES).filter(
+        expired_lease | never_picked_up
+    )
+    for process in candidates.select_related("workflow"):
+        # Conditional on what was read, so a worker that just took the lease keeps it.
+        released = Process.objects.filter(
+            pk=process.pk,
+            lease_owner=process.lease_owner,
+            lease_expires_at=process.lease_expires_at,
+        ).update(lease_owner="", lease_expires_at=None)
+        if released:
+            enqueue_process(process)
+            count += 1
     return count
 
 

@@ -130,9 +130,10 @@ def worker_env(django_db_setup, django_db_blocker) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def celery_worker(worker_env):
-    """One real worker for the whole session (thread pool)."""
+    """One real worker (thread pool) for the test module; modules that kill and restart
+    workers use `start_worker` instead, so no other worker competes with theirs."""
     worker = Worker(worker_env).start()
     yield worker
     worker.stop()

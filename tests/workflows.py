@@ -32,7 +32,7 @@ def record(marker: str) -> None:
 
 
 class CountForm(forms.Form):
-    steps = forms.IntegerField(min_value=1, max_value=200, initial=5)
+    steps = forms.IntegerField(min_value=1, max_value=200, required=False)
     sleep = forms.FloatField(min_value=0, max_value=10, initial=0, required=False)
     fail_at = forms.IntegerField(required=False, min_value=0)
 

@@ -1,0 +1,175 @@
+"""Nothing lost (DESIGN §4.3): real workers on the real broker, killed, duplicated, paused.
+
+These tests start their own workers (no module-wide worker competes with them) and drive
+the recovery sweep themselves instead of waiting for celery-beat's interval.
+"""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import time
+
+import pytest
+from django.utils import timezone
+
+from orchestrator import services
+from orchestrator.models import Process, ProcessStep, WorkerPing
+from orchestrator.tasks import run_process_task
+from tests.conftest import ROOT, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+LEASE = "2"
+
+
+def status_of(process: Process) -> str:
+    return Process.objects.values_list("status", flat=True).get(pk=process.pk)
+
+
+def markers(process: Process) -> list[str]:
+    return list(
+        WorkerPing.objects.filter(marker__startswith=f"{process.pk}:").values_list(
+            "marker", flat=True
+        )
+    )
+
+
+def assert_each_step_once(process: Process, count: int = 20) -> None:
+    found = markers(process)
+    assert sorted(found) == sorted(f"{process.pk}:{index}" for index in range(count))
+    successes = ProcessStep.objects.filter(process=process, status="success")
+    names = [name for name in successes.values_list("name", flat=True) if name.startswith("Step")]
+    assert len(names) == len(set(names)) == count
+
+
+def test_failed_step_resumes_from_where_it_failed_with_a_real_worker(synced, start_worker):
+    start_worker(pool="threads", concurrency=2)
+    process = services.start_process(workflow_name="wf_counted", input_pages=[{"fail_at": 7}])
+    wait_for(lambda: status_of(process) == "failed")
+    process.refresh_from_db()
+    assert "step 7 fails on purpose" in process.failed_reason
+    assert "Traceback" in process.traceback
+    assert len(markers(process)) == 7
+    open(f"/tmp/orchestrator-fix-{process.pk}", "w").close()
+    services.resume_process(process=process)
+    wait_for(lambda: status_of(process) == "completed")
+    assert_each_step_once(process)
+
+
+def test_duplicate_deliveries_run_no_step_twice(synced, start_worker):
+    start_worker(pool="threads", concurrency=4)
+    process = services.start_process(
+        workflow_name="wf_counted", input_pages=[{"sleep": 0.05}]
+    )
+    for _ in range(5):
+        run_process_task.delay(str(process.pk))
+    wait_for(lambda: status_of(process) == "completed")
+    for _ in range(3):
+        run_process_task.delay(str(process.pk))
+    time.sleep(1)
+    assert_each_step_once(process)
+    assert ProcessStep.objects.filter(process=process).count() == 22  # 20 + Start + Done
+
+
+def sweeping(condition, every: float = 1.0):
+    """`condition` polled while the recovery sweep runs every `every` seconds (as beat does)."""
+    last = [0.0]
+
+    def predicate():
+        if time.monotonic() - last[0] >= every:
+            services.recover_processes()
+            last[0] = time.monotonic()
+        return condition()
+
+    return predicate
+
+
+def test_sigkill_at_twenty_points_loses_nothing_and_repeats_nothing(
+    synced, start_worker, settings
+):
+    """Kill the worker mid-step 20 times; each time a new worker and the sweep go on."""
+    settings.ORCHESTRATOR_REQUEUE_AFTER_SECONDS = 2
+    process = services.start_process(
+        workflow_name="wf_counted", input_pages=[{"sleep": 0.4}]
+    )
+    rng = random.Random(20)
+    kills = 0
+    while kills < 20 and status_of(process) != "completed":
+        worker = start_worker(ORCHESTRATOR_LEASE_SECONDS=LEASE)
+        done_before = ProcessStep.objects.filter(process=process).count()
+        try:
+            wait_for(
+                sweeping(
+                    lambda before=done_before: ProcessStep.objects.filter(
+                        process=process
+                    ).count() > before
+                    or status_of(process) == "completed"
+                ),
+                timeout=60,
+                interval=0.02,
+            )
+        except AssertionError:
+            row = Process.objects.values(
+                "status", "lease_owner", "lease_expires_at", "enqueued_at", "delivery_count"
+            ).get(pk=process.pk)
+            pytest.fail(f"no progress after {kills} kills: {row} now={timezone.now()}")
+        time.sleep(rng.uniform(0.05, 0.35))  # somewhere inside the next step
+        worker.kill()
+        kills += 1
+        # The lease of the dead worker expires; the sweep takes the process back.
+        wait_for(
+            lambda: not Process.objects.filter(
+                pk=process.pk, lease_expires_at__gt=timezone.now()
+            ).exists(),
+            timeout=10,
+        )
+    assert kills == 20, f"only {kills} kill points before the run ended"
+    start_worker(ORCHESTRATOR_LEASE_SECONDS=LEASE)
+    wait_for(sweeping(lambda: status_of(process) == "completed"), timeout=60, interval=0.1)
+    assert_each_step_once(process)
+
+
+def test_run_submitted_while_the_broker_is_down_completes_once_it_is_back(synced, start_worker,
+                                                                          worker_env):
+    """Submitted with no broker and no worker: stored, then sent by the sweep."""
+    env = {**worker_env, "CELERY_BROKER_URL": "redis://127.0.0.1:1/0"}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "start_workflow", "task_demo",
+         "--input", '{"message": "broker down"}'],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    process_id = result.stdout.split()[0]
+    process = Process.objects.get(pk=process_id)
+    assert process.status == "created" and process.enqueued_at is None
+    time.sleep(1)
+    assert status_of(process) == "created"
+    start_worker(pool="threads", concurrency=2, ORCHESTRATOR_REQUEUE_AFTER_SECONDS="0")
+    from orchestrator.tasks import recovery_sweep_task
+
+    recovery_sweep_task.delay()  # what celery-beat sends every interval
+    wait_for(lambda: status_of(process) == "completed", timeout=60)
+    process.refresh_from_db()
+    assert process.state["greeting"] == "Hello: broker down"
+
+
+def test_pause_lets_the_step_in_flight_finish_and_starts_nothing_new(synced, start_worker,
+                                                                     admin_user):
+    start_worker(pool="threads", concurrency=2)
+    long_run = services.start_process(workflow_name="wf_counted", input_pages=[{"sleep": 1.5}])
+    wait_for(lambda: ProcessStep.objects.filter(process=long_run, name="Step 0").exists(),
+             interval=0.02)
+    services.set_engine_paused(paused=True, user=admin_user)
+    wait_for(lambda: status_of(long_run) == "queued", timeout=10)
+    names = list(ProcessStep.objects.filter(process=long_run).values_list("name", flat=True))
+    assert names == ["Start", "Step 0", "Step 1"], names  # the step in flight finished
+    new_run = services.start_process(workflow_name="task_demo", input_pages=[{"message": "x"}])
+    time.sleep(2)
+    assert status_of(new_run) == "queued"
+    assert ProcessStep.objects.filter(process=long_run).count() == 3
+    assert not ProcessStep.objects.filter(process=new_run).exists()
+    Process.objects.filter(pk=long_run.pk).update(state={**long_run.state, "sleep": 0})
+    services.set_engine_paused(paused=False, user=admin_user)
+    wait_for(lambda: status_of(long_run) == "completed" and status_of(new_run) == "completed")
+    assert_each_step_once(long_run)

@@ -1,7 +1,6 @@
 """Settings for the test suite: the product's settings plus the test workflows."""
 
 import os
-
 import tempfile
 
 os.environ.setdefault("SECRET_KEY", "test-secret-key-only-for-the-test-suite")

@@ -64,18 +64,21 @@ class PagesUnreadable(Exception):
     """The hidden field with the earlier pages is missing its integrity or shape."""
 
 
-def encode_pages(pages: list[dict[str, Any]]) -> str:
-    return encrypt_json({"pages": pages}) if pages else ""
+def encode_pages(pages: list[dict[str, Any]], purpose: str) -> str:
+    """The pages filled in so far, encrypted and bound to the form they belong to."""
+    return encrypt_json({"for": purpose, "pages": pages}) if pages else ""
 
 
-def decode_pages(token: str) -> list[dict[str, Any]]:
+def decode_pages(token: str, purpose: str) -> list[dict[str, Any]]:
     if not token:
         return []
     try:
         value = decrypt_json(token)
     except (InvalidToken, ValueError, TypeError) as error:
         raise PagesUnreadable(str(error)) from None
-    pages = value.get("pages") if isinstance(value, dict) else None
+    if not isinstance(value, dict) or value.get("for") != purpose:
+        raise PagesUnreadable("the pages belong to another form")
+    pages = value.get("pages")
     if not isinstance(pages, list) or not all(isinstance(page, dict) for page in pages):
         raise PagesUnreadable("not a list of pages")
     return pages
@@ -111,9 +114,10 @@ def add_service_errors(form: forms.BaseForm | None, error: OrchestratorError) ->
 class PagedForm:
     """Where a multi-page form stands after one request: the page to show and its errors."""
 
-    def __init__(self, form_spec: Any, state: dict[str, Any]) -> None:
+    def __init__(self, form_spec: Any, state: dict[str, Any], purpose: str = "") -> None:
         self.form_spec = form_spec
         self.state = state
+        self.purpose = purpose
         self.pages: list[dict[str, Any]] = []
         self.form: forms.BaseForm | None = None
         self.errors: list[str] = []
@@ -121,7 +125,7 @@ class PagedForm:
 
     @property
     def pages_token(self) -> str:
-        return encode_pages(self.pages)
+        return encode_pages(self.pages, self.purpose)
 
     @property
     def page_number(self) -> int:
@@ -138,7 +142,7 @@ class PagedForm:
     def submit(self, data) -> PagedForm:
         """Replay the earlier pages, validate the posted page, and move to the next one."""
         try:
-            self.pages = decode_pages(data.get(PAGES_FIELD, ""))
+            self.pages = decode_pages(data.get(PAGES_FIELD, ""), self.purpose)
             result = validate_pages(self.form_spec, self.pages, self.state)
         except (PagesUnreadable, FormInvalid):
             self.start()
@@ -249,7 +253,9 @@ def workflow_start(request: HttpRequest, name: str) -> HttpResponse:
     if definition is None:
         raise Http404("This workflow is no longer in the code registry.")
     spec = definition.load()
-    paged = PagedForm(getattr(spec, "initial_input_form", None), state={})
+    paged = PagedForm(
+        getattr(spec, "initial_input_form", None), state={}, purpose=f"start:{workflow.name}"
+    )
     try:
         if request.method == "POST":
             paged.submit(request.POST)
@@ -348,7 +354,8 @@ def input_form_for(process: Process) -> tuple[PagedForm | None, str]:
         return None, f"The input form cannot be shown: {error}"
     if spec is None:
         return None, ""
-    return PagedForm(spec, process_input_state(process)), ""
+    purpose = f"resume:{process.pk}:{process.position}"
+    return PagedForm(spec, process_input_state(process), purpose=purpose), ""
 
 
 def process_context(request: HttpRequest, process: Process, paged: PagedForm | None = None):

@@ -262,6 +262,9 @@ def test_paged_form_replays_pages_and_refuses_a_forged_token():
     assert not paged.complete and paged.page_number == 2
     forged = views.PagedForm(two_pages, {}).submit(QueryDict(f"{views.PAGES_FIELD}=gAAAA-forged"))
     assert forged.page_number == 1 and forged.errors and not forged.complete
+    elsewhere = views.PagedForm(two_pages, {}, purpose="start:other")
+    elsewhere.submit({views.PAGES_FIELD: paged.pages_token})
+    assert elsewhere.page_number == 1 and elsewhere.errors
 
 
 # --- hostile input --------------------------------------------------------------------------

@@ -1,0 +1,57 @@
+"""End-to-end fixtures: headless Chromium (the system's, never a downloaded one) and a
+live server whose runs are not sent to a broker, so each test advances them itself."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Playwright's sync API runs an event loop in this thread; Django refuses database access
+# from a thread with a running loop unless told it is safe (it is: the loop is Playwright's).
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def enqueued(monkeypatch) -> list[str]:
+    """Process ids the live server would have sent to a worker (none runs in these tests)."""
+    from orchestrator import services
+
+    sent: list[str] = []
+    monkeypatch.setattr(
+        services, "enqueue_process", lambda process, countdown=None: sent.append(str(process.pk))
+    )
+    return sent

@@ -25,6 +25,7 @@ from django.db.models import Count, Prefetch, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 from django_celery_beat.models import PeriodicTask
 from guardian.shortcuts import get_objects_for_user
@@ -209,7 +210,9 @@ def engine_pause(request: HttpRequest) -> HttpResponse:
 def redirect_back(request: HttpRequest, default: str) -> HttpResponse:
     """Back to the page that posted, when it is one of ours."""
     target = request.POST.get("next", "")
-    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
         return redirect(target)
     return redirect(default)
 

@@ -268,7 +268,7 @@ def workflow_start(request: HttpRequest, name: str) -> HttpResponse:
         logger.exception("input form of %s failed", name)
         messages.error(request, f"The input form of {name} failed: {error}")
         return redirect("workflow-list")
-    if request.method == "POST" and paged.complete:
+    if request.method == "POST" and paged.complete and not paged.errors:
         try:
             process = services.start_process(
                 workflow_name=name, input_pages=paged.pages, user=request.user
@@ -428,7 +428,7 @@ def process_resume(request: HttpRequest, pk) -> HttpResponse:
         logger.exception("input form of process %s failed", process.pk)
         messages.error(request, f"The input form failed: {error}")
         return detail
-    if paged.complete:
+    if paged.complete and not paged.errors:
         try:
             services.resume_process(process=process, input_pages=paged.pages, user=request.user)
         except OrchestratorError as error:

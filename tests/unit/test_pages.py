@@ -285,6 +285,8 @@ def test_hostile_input_never_gives_a_500(client, operator):
     ):
         response = client.post(url, data)
         assert response.status_code in (200, 302, 400), data
+    no_form = client.post(reverse("workflow-start", args=["wf_input"]), {views.PAGES_FIELD: "x"})
+    assert no_form.status_code == 400 and not Process.objects.filter(workflow__name="wf_input")
     assert "<script>alert(1)</script>" not in html(
         client.post(url, {"message": "<script>alert(1)</script>", "step_seconds": "nan"})
     )

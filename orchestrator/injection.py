@@ -64,10 +64,10 @@ def coerce(value: Any, annotation: Any, key: str) -> Any:
             if isinstance(value, annotation):
                 return value
             return annotation._default_manager.get(pk=value)
-        if hasattr(annotation, "model_validate"):  # pydantic models, domain models
-            return annotation.model_validate(value)
-        if hasattr(annotation, "from_state"):
+        if hasattr(annotation, "from_state"):  # subscription domain models
             return annotation.from_state(value)
+        if hasattr(annotation, "model_validate"):  # pydantic models
+            return annotation.model_validate(value)
         if dataclasses.is_dataclass(annotation):
             return annotation(**value)
     except Exception as error:  # noqa: BLE001 - reported with the key it concerns

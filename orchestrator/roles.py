@@ -23,7 +23,7 @@ OPERATOR_CODENAMES = (
 )
 # Admins manage definitions and may delete and pause on top of what operators do.
 ADMIN_ACTION_PREFIXES = ("add_", "change_", "delete_")
-ADMIN_CODENAMES = ("pause_engine",)
+ADMIN_CODENAMES = ("pause_engine", "set_in_sync")
 
 
 def role_permissions(role: str) -> Q:

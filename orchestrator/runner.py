@@ -314,6 +314,10 @@ class ProcessRun:
         if result is not None and not isinstance(result, dict):
             raise TypeError(f"step {step.name!r} returned {type(result).__name__}, not a dict")
         new_state = dict(process.state)
+        for value in (result or {}).values():
+            save = getattr(value, "__orchestrator_save__", None)
+            if save is not None:  # a domain model returned by the step: saved in its transaction
+                save()
         if result:
             cleaned = {k: v for k, v in result.items() if k not in self.secrets}
             cleaned.pop("callback_route", None)

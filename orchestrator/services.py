@@ -70,8 +70,17 @@ def start_process(
     tags: Iterable[str] = (),
     parent: Process | None = None,
     run_name: str = "",
+    subscription: Any = None,
+    product: Any = None,
 ) -> Process:
-    """Validate the input, store the process and enqueue it when the transaction commits."""
+    """Validate the input, store the process and enqueue it when the transaction commits.
+
+    Workflows on a subscription (modify, terminate, validate) take its id: the row is
+    locked, checked for usability and marked out of sync in the same transaction that
+    creates the process. Create workflows take the product (id or name).
+    """
+    from subscriptions.services import link_process, reserve_for_process
+
     workflow_row, definition = get_workflow_for_start(workflow_name)
     require(user, "orchestrator.start_workflow", workflow_row)
     spec = definition.load()
@@ -79,7 +88,8 @@ def start_process(
         refusal = spec.run_predicate(workflow_name)
         if refusal:
             raise PreconditionFailed(str(refusal))
-    result = validate_pages(spec.initial_input_form, list(input_pages or []), state={})
+    form_state = {"subscription_id": str(subscription)} if subscription else {}
+    result = validate_pages(spec.initial_input_form, list(input_pages or []), state=form_state)
     if not result.complete:
         raise FormInvalid(
             "More input is needed: fill in the next page",
@@ -87,6 +97,12 @@ def start_process(
             form=form_json_schema(result.next_form),
         )
     with transaction.atomic():
+        subscription_state, held = reserve_for_process(
+            workflow=workflow_row,
+            subscription_id=subscription,
+            product_id=product,
+            pages=list(input_pages or []),
+        )
         status = ProcessStatus.QUEUED if selectors.engine_is_paused() else ProcessStatus.CREATED
         process = Process(
             workflow=workflow_row,
@@ -100,10 +116,13 @@ def start_process(
         )
         process.state = {
             **result.data,
+            **subscription_state,
             "process_id": str(process.pk),
             "workflow_name": workflow_name,
         }
         process.save(force_insert=True)
+        if held is not None:
+            link_process(process, held)
         ProcessTag.objects.bulk_create(
             ProcessTag(process=process, name=str(tag)[:255]) for tag in dict.fromkeys(tags)
         )

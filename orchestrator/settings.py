@@ -172,7 +172,8 @@ CELERY_BROKER_CONNECTION_MAX_RETRIES = env_int("CELERY_BROKER_CONNECTION_MAX_RET
 
 # --- The engine -------------------------------------------------------------------------
 ORCHESTRATOR_WORKFLOW_MODULES = env_list(
-    "ORCHESTRATOR_WORKFLOW_MODULES", ["orchestrator.builtin_workflows"]
+    "ORCHESTRATOR_WORKFLOW_MODULES",
+    ["orchestrator.builtin_workflows", "subscriptions.workflows"],
 )
 # A lease outlives a stalled worker by this long before the sweep takes the run back.
 ORCHESTRATOR_LEASE_SECONDS = env_int("ORCHESTRATOR_LEASE_SECONDS", 60)
@@ -194,3 +195,14 @@ LOGGING = {
 ORCHESTRATOR_MAX_DELIVERIES = env_int("ORCHESTRATOR_MAX_DELIVERIES", 10)
 # Runnable processes not picked up within this many seconds are enqueued again by the sweep.
 ORCHESTRATOR_REQUEUE_AFTER_SECONDS = env_int("ORCHESTRATOR_REQUEUE_AFTER_SECONDS", 30)
+
+# --- Subscription usability rules (DESIGN §5) ---------------------------------------------
+# Which lifecycles a workflow may run on, by workflow name; unnamed workflows: active only,
+# terminate workflows on any lifecycle but terminated.
+WF_USABLE_MAP: dict[str, list[str]] = {}
+# Targets whose workflows are blocked while live subscriptions use the subscription.
+WF_BLOCKED_BY_IN_USE_BY_SUBSCRIPTIONS: dict[str, bool] = {"terminate": True, "modify": False}
+# Workflows (by name) that may run while the subscription is out of sync; tasks always may.
+WF_USABLE_WHILE_OUT_OF_SYNC: list[str] = []
+# Workflows attached to every product.
+DEFAULT_PRODUCT_WORKFLOWS: list[str] = ["modify_note"]

@@ -11,7 +11,11 @@ os.environ.setdefault("ORCHESTRATOR_VAR_DIR", tempfile.mkdtemp(prefix="orchestra
 from orchestrator.settings import *  # noqa: E402,F403
 from orchestrator.settings import DATABASES, ORCHESTRATOR_WORKFLOW_MODULES  # noqa: E402
 
-ORCHESTRATOR_WORKFLOW_MODULES = [*ORCHESTRATOR_WORKFLOW_MODULES, "tests.workflows"]
+ORCHESTRATOR_WORKFLOW_MODULES = [
+    *ORCHESTRATOR_WORKFLOW_MODULES,
+    "tests.workflows",
+    "tests.subscription_workflows",
+]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ORCHESTRATOR_RETRY_BASE_SECONDS = int(os.environ.get("ORCHESTRATOR_RETRY_BASE_SECONDS", "1"))
 ORCHESTRATOR_RETRY_MAX_SECONDS = int(os.environ.get("ORCHESTRATOR_RETRY_MAX_SECONDS", "2"))

@@ -1,0 +1,151 @@
+"""Writes on products and subscriptions, called by the engine, pages, API and admin."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from orchestrator.exceptions import Conflict, FormInvalid, NotFound
+from orchestrator.models import Process, Workflow
+from orchestrator.permissions import require
+from subscriptions.models import ProcessSubscription, Product, Subscription
+from subscriptions.selectors import (
+    SUBSCRIPTION_TARGETS,
+    describe_process,
+    open_processes,
+    workflow_usability,
+)
+
+
+def get_subscription(subscription_id: Any) -> Subscription:
+    try:
+        return Subscription.objects.select_related("product").get(pk=subscription_id)
+    except (Subscription.DoesNotExist, ValueError, TypeError):
+        raise NotFound(f"Unknown subscription {subscription_id!r}") from None
+    except Exception as error:  # a malformed UUID raises ValidationError
+        if type(error).__name__ == "ValidationError":
+            raise NotFound(f"Unknown subscription {subscription_id!r}") from None
+        raise
+
+
+def check_version(subscription: Subscription, pages: list[Any]) -> None:
+    """A form filled against an older version of the subscription is refused."""
+    given = pages[0].get("version") if pages and isinstance(pages[0], dict) else None
+    if given in (None, ""):
+        return
+    try:
+        given_version = int(given)
+    except (TypeError, ValueError):
+        raise FormInvalid("version must be an integer", {"version": ["Not an integer."]}) from None
+    if given_version != subscription.version:
+        message = (
+            f"Stale data: given version {given_version} does not match the current "
+            f"version {subscription.version}"
+        )
+        raise FormInvalid(message, {"version": [message]})
+
+
+def reserve_for_process(
+    *, workflow: Workflow, subscription_id: Any, product_id: Any, pages: list[Any]
+) -> tuple[dict[str, Any], Subscription | None]:
+    """Inside the start transaction: the subscription's row lock, its usability check and
+    marking it out of sync, so of two concurrent starts exactly one wins. Returns the
+    state keys the process starts with and the subscription to link."""
+    if workflow.target in SUBSCRIPTION_TARGETS:
+        if subscription_id in (None, ""):
+            raise FormInvalid(
+                f"{workflow.name} runs on a subscription: give its id",
+                {"subscription": ["This field is required."]},
+            )
+        get_subscription(subscription_id)  # 404 before taking any lock
+        subscription = (
+            Subscription.objects.select_for_update().select_related("product").get(
+                pk=subscription_id
+            )
+        )
+        usability = workflow_usability(workflow, subscription)
+        if not usability.usable:
+            raise Conflict(usability.reason or "Workflow not usable on this subscription")
+        check_version(subscription, pages)
+        if subscription.insync:
+            subscription.insync = False
+            subscription.save(update_fields=["insync"])
+        state = {
+            "subscription_id": str(subscription.pk),
+            "subscription": str(subscription.pk),  # loaded into a domain model by type hint
+            "version": subscription.version,
+        }
+        return state, subscription
+    if workflow.target == "create":
+        if product_id in (None, ""):
+            raise FormInvalid(
+                f"{workflow.name} creates a subscription: give its product",
+                {"product": ["This field is required."]},
+            )
+        product = Product.objects.filter(pk=product_id).first() if str(
+            product_id
+        ).isdigit() else Product.objects.filter(name=product_id).first()
+        if product is None:
+            raise NotFound(f"Unknown product {product_id!r}")
+        if not product.workflows.filter(pk=workflow.pk).exists():
+            raise Conflict(f"{workflow.name} is not a workflow of the product {product.name}")
+        return {"product": product.pk}, None
+    return {}, None
+
+
+def link_process(process: Process, subscription: Subscription) -> None:
+    ProcessSubscription.objects.get_or_create(process=process, subscription=subscription)
+
+
+def create_subscription(
+    *, product_id: int, customer_id: str, description: str, process: Process | None = None
+) -> Subscription:
+    subscription = Subscription(
+        product_id=product_id,
+        customer_id=customer_id,
+        description=description,
+        status="initial",
+        insync=False,
+    )
+    subscription.full_clean(exclude=["product"])
+    subscription.save()
+    if process is not None:
+        link_process(process, subscription)
+    return subscription
+
+
+def update_subscription(subscription: Subscription, **values: Any) -> Subscription:
+    """Change fields and bump the version (every change of data is a new version)."""
+    for name, value in values.items():
+        setattr(subscription, name, value)
+    subscription.version += 1
+    subscription.save()
+    return subscription
+
+
+def set_lifecycle(subscription: Subscription, status: str) -> Subscription:
+    values: dict[str, Any] = {"status": status}
+    if status == "active" and subscription.start_date is None:
+        values["start_date"] = timezone.now()
+    if status == "terminated":
+        values["end_date"] = timezone.now()
+    return update_subscription(subscription, **values)
+
+
+def set_in_sync(*, subscription: Subscription, user=None) -> Subscription:
+    """Admin: mark a subscription in sync again — only when no open process holds it."""
+    require(user, "subscriptions.set_in_sync", subscription)
+    with transaction.atomic():
+        subscription = Subscription.objects.select_for_update().get(pk=subscription.pk)
+        holders = list(open_processes(subscription)[:3])
+        if holders:
+            raise Conflict(
+                "Cannot set in sync while "
+                + ", ".join(describe_process(p) for p in holders)
+                + " holds it"
+            )
+        subscription.insync = True
+        subscription.save(update_fields=["insync"])
+    return subscription

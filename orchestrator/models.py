@@ -127,6 +127,7 @@ class Process(models.Model):
 
     class Meta:
         ordering = ["-started_at"]
+        verbose_name_plural = "processes"
         permissions = [
             ("resume_process", "Can resume or retry a process"),
             ("abort_process", "Can abort a process"),

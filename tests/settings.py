@@ -9,7 +9,11 @@ os.environ.setdefault("SECRET_KEY", "test-secret-key-only-for-the-test-suite")
 os.environ.setdefault("ORCHESTRATOR_VAR_DIR", tempfile.mkdtemp(prefix="orchestrator-tests-"))
 
 from orchestrator.settings import *  # noqa: E402,F403
-from orchestrator.settings import DATABASES, ORCHESTRATOR_WORKFLOW_MODULES  # noqa: E402
+from orchestrator.settings import (  # noqa: E402
+    DATABASES,
+    ORCHESTRATOR_WORKFLOW_MODULES,
+    VAR_DIR,
+)
 
 ORCHESTRATOR_WORKFLOW_MODULES = [
     *ORCHESTRATOR_WORKFLOW_MODULES,
@@ -19,6 +23,8 @@ ORCHESTRATOR_WORKFLOW_MODULES = [
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ORCHESTRATOR_RETRY_BASE_SECONDS = int(os.environ.get("ORCHESTRATOR_RETRY_BASE_SECONDS", "1"))
 ORCHESTRATOR_RETRY_MAX_SECONDS = int(os.environ.get("ORCHESTRATOR_RETRY_MAX_SECONDS", "2"))
+
+(VAR_DIR / "staticfiles").mkdir(parents=True, exist_ok=True)
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so the worker processes of the integration tests share it.

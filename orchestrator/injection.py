@@ -79,7 +79,10 @@ def coerce(value: Any, annotation: Any, key: str) -> Any:
 def call_with_state(func: Callable[..., Any], state: dict[str, Any]) -> Any:
     """Call `func` with its parameters taken from `state` by name, coerced to their types."""
     signature = inspect.signature(func)
-    hints = typing.get_type_hints(func) if not isinstance(func, type) else {}
+    try:
+        hints = typing.get_type_hints(func) if not isinstance(func, type) else {}
+    except NameError as error:  # a hint naming something the function's module lacks
+        raise TypeError(f"cannot resolve the type hints of {func!r}: {error}") from error
     kwargs: dict[str, Any] = {}
     for name, parameter in signature.parameters.items():
         if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):

@@ -89,7 +89,8 @@ def start_process(
         if refusal:
             raise PreconditionFailed(str(refusal))
     form_state = {"subscription_id": str(subscription)} if subscription else {}
-    result = validate_pages(spec.initial_input_form, list(input_pages or []), state=form_state)
+    pages = [] if input_pages is None else input_pages
+    result = validate_pages(spec.initial_input_form, pages, state=form_state)
     if not result.complete:
         raise FormInvalid(
             "More input is needed: fill in the next page",
@@ -101,7 +102,7 @@ def start_process(
             workflow=workflow_row,
             subscription_id=subscription,
             product_id=product,
-            pages=list(input_pages or []),
+            pages=pages,
         )
         status = ProcessStatus.QUEUED if selectors.engine_is_paused() else ProcessStatus.CREATED
         process = Process(

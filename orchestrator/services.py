@@ -15,7 +15,7 @@ from django.utils import timezone
 from orchestrator import registry, selectors
 from orchestrator.crypto import decrypt_json, encrypt_json, token_digest
 from orchestrator.exceptions import Conflict, FormInvalid, NotFound, PreconditionFailed
-from orchestrator.forms import form_json_schema, validate_pages
+from orchestrator.forms import FormResult, form_json_schema, validate_pages
 from orchestrator.injection import to_json
 from orchestrator.models import (
     RETRYABLE_STATUSES,
@@ -52,6 +52,30 @@ def enqueue_process(process: Process, countdown: int | None = None) -> None:
         Process.objects.filter(pk=process_id).update(enqueued_at=timezone.now())
 
     transaction.on_commit(send)
+
+
+def require_all_pages(result: FormResult) -> None:
+    """Refuse partial input, answering with the schema of the page that is still needed."""
+    if not result.complete:
+        raise FormInvalid(
+            "More input is needed: fill in the next page",
+            {"input": ["Another page is required."]},
+            form=form_json_schema(result.next_form),
+        )
+
+
+def log_user_action(process: Process, name: str, status: str, user) -> None:
+    """A step-log row for something a user did (input submitted, abort), with who did it."""
+    now = timezone.now()
+    ProcessStep.objects.create(
+        process=process,
+        name=name,
+        status=status,
+        state=process.state,
+        created_by=user if user is not None and user.is_authenticated else None,
+        started_at=now,
+        completed_at=now,
+    )
 
 
 def get_workflow_for_start(workflow_name: str) -> tuple[Workflow, Any]:
@@ -91,12 +115,7 @@ def start_process(
     form_state = {"subscription_id": str(subscription)} if subscription else {}
     pages = [] if input_pages is None else input_pages
     result = validate_pages(spec.initial_input_form, pages, state=form_state)
-    if not result.complete:
-        raise FormInvalid(
-            "More input is needed: fill in the next page",
-            {"input": ["Another page is required."]},
-            form=form_json_schema(result.next_form),
-        )
+    require_all_pages(result)
     with transaction.atomic():
         subscription_state, held = reserve_for_process(
             workflow=workflow_row,
@@ -172,25 +191,11 @@ def submit_input(process: Process, input_pages: list[Any], user) -> None:
     step = steps[position]
     state = {**process.state, **decrypt_json(process.secrets)}
     result = validate_pages(step.func, list(input_pages), state=state)
-    if not result.complete:
-        raise FormInvalid(
-            "More input is needed: fill in the next page",
-            {"input": ["Another page is required."]},
-            form=form_json_schema(result.next_form),
-        )
-    now = timezone.now()
+    require_all_pages(result)
     process.state = {**process.state, **result.data}
     if result.secrets:
         process.secrets = encrypt_json({**decrypt_json(process.secrets), **result.secrets})
-    ProcessStep.objects.create(
-        process=process,
-        name=step.name,
-        status=StepStatus.SUCCESS,
-        state=process.state,
-        created_by=user if user is not None and user.is_authenticated else None,
-        started_at=now,
-        completed_at=now,
-    )
+    log_user_action(process, step.name, StepStatus.SUCCESS, user)
     process.planned_steps = steps.names
     process.position = position + 1
     process.status = ProcessStatus.RESUMED
@@ -205,15 +210,7 @@ def abort_process(*, process: Process, user=None) -> Process:
         if process.status in TERMINAL_STATUSES:
             raise Conflict(f"Process is {process.status}: it cannot be aborted")
         now = timezone.now()
-        ProcessStep.objects.create(
-            process=process,
-            name="Abort",
-            status=StepStatus.ABORT,
-            state=process.state,
-            created_by=user if user is not None and user.is_authenticated else None,
-            started_at=now,
-            completed_at=now,
-        )
+        log_user_action(process, "Abort", StepStatus.ABORT, user)
         process.status = ProcessStatus.ABORTED
         process.finished_at = now
         process.lease_owner, process.lease_expires_at = "", None

@@ -136,6 +136,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # Several models have a `status` with its own choices: name each enum after its model.
+    "ENUM_NAME_OVERRIDES": {
+        "ProcessStatusEnum": "orchestrator.models.ProcessStatus",
+        "SubscriptionLifecycleEnum": "subscriptions.models.SubscriptionLifecycle",
+        "ProductStatusEnum": "subscriptions.models.ProductStatus",
+    },
 }
 
 # --- Celery (DESIGN §4.3): durable delivery, JSON only, one queue per workflow type -----
@@ -173,7 +179,7 @@ CELERY_BROKER_CONNECTION_MAX_RETRIES = env_int("CELERY_BROKER_CONNECTION_MAX_RET
 # --- The engine -------------------------------------------------------------------------
 ORCHESTRATOR_WORKFLOW_MODULES = env_list(
     "ORCHESTRATOR_WORKFLOW_MODULES",
-    ["orchestrator.builtin_workflows", "subscriptions.workflows"],
+    ["orchestrator.builtin_workflows", "subscriptions.workflows", "subscriptions.demo_workflows"],
 )
 # A lease outlives a stalled worker by this long before the sweep takes the run back.
 ORCHESTRATOR_LEASE_SECONDS = env_int("ORCHESTRATOR_LEASE_SECONDS", 60)

@@ -32,7 +32,7 @@ from guardian.shortcuts import get_objects_for_user
 
 from orchestrator import registry, selectors, services
 from orchestrator.crypto import decrypt_json, encrypt_json
-from orchestrator.exceptions import FormInvalid, OrchestratorError
+from orchestrator.exceptions import FormInvalid, NotFound, OrchestratorError
 from orchestrator.forms import validate_pages
 from orchestrator.models import (
     RETRYABLE_STATUSES,
@@ -46,10 +46,14 @@ from orchestrator.models import (
 )
 from orchestrator.permissions import user_may
 from orchestrator.runner import StepsGone
+from subscriptions import selectors as subscription_selectors
 
 logger = logging.getLogger(__name__)
 
 PAGES_FIELD = "__pages"
+# The subscription or product a start page is for (`?subscription=` / `?product=` on GET).
+SUBSCRIPTION_FIELD = "__subscription"
+PRODUCT_FIELD = "__product"
 PAGE_SIZE = 25
 DASHBOARD_ROWS = 10
 # Statuses in which a process moves on without anyone acting: the page keeps polling.
@@ -247,6 +251,42 @@ def workflow_list(request: HttpRequest) -> HttpResponse:
     return render(request, "orchestrator/workflow_list.html", {"rows": rows})
 
 
+def start_target(request: HttpRequest):
+    """The subscription or product a start page is for: from the query string on GET, from
+    the form's hidden fields on POST. Unknown, invisible or malformed ones are a 404."""
+    if request.method == "POST":
+        subscription_id = request.POST.get(SUBSCRIPTION_FIELD, "")
+        product_id = request.POST.get(PRODUCT_FIELD, "")
+    else:
+        subscription_id = request.GET.get("subscription", "")
+        product_id = request.GET.get("product", "")
+    try:
+        subscription = (
+            subscription_selectors.visible_subscription(request.user, subscription_id)
+            if subscription_id else None
+        )
+        product = (
+            subscription_selectors.visible_product(request.user, product_id)
+            if product_id else None
+        )
+    except NotFound as error:
+        raise Http404(error.message) from None
+    return subscription, product
+
+
+def start_problem(workflow: Workflow, subscription, product) -> str:
+    """Why starting this workflow here would be refused, to say so before the form is filled."""
+    if workflow.target in subscription_selectors.SUBSCRIPTION_TARGETS:
+        if subscription is None:
+            return (f"{workflow.name} runs on a subscription: start it from the page of the "
+                    "subscription it should change.")
+        return subscription_selectors.workflow_usability(workflow, subscription).reason or ""
+    if workflow.target == "create" and product is None:
+        return (f"{workflow.name} creates a subscription: start it from the products page, "
+                "for the product it should create.")
+    return ""
+
+
 @login_required
 def workflow_start(request: HttpRequest, name: str) -> HttpResponse:
     workflow = get_object_or_404(selectors.workflows_for_user(request.user), name=name)
@@ -255,10 +295,13 @@ def workflow_start(request: HttpRequest, name: str) -> HttpResponse:
     definition = registry.get_definition(name)
     if definition is None:
         raise Http404("This workflow is no longer in the code registry.")
+    subscription, product = start_target(request)
     spec = definition.load()
-    paged = PagedForm(
-        getattr(spec, "initial_input_form", None), state={}, purpose=f"start:{workflow.name}"
+    purpose = f"start:{workflow.name}:{subscription.pk if subscription else ''}:" + (
+        str(product.pk) if product else ""
     )
+    state = {"subscription_id": str(subscription.pk)} if subscription else {}
+    paged = PagedForm(getattr(spec, "initial_input_form", None), state=state, purpose=purpose)
     try:
         if request.method == "POST":
             paged.submit(request.POST)
@@ -271,7 +314,11 @@ def workflow_start(request: HttpRequest, name: str) -> HttpResponse:
     if request.method == "POST" and paged.complete and not paged.errors:
         try:
             process = services.start_process(
-                workflow_name=name, input_pages=paged.pages, user=request.user
+                workflow_name=name,
+                input_pages=paged.pages,
+                user=request.user,
+                subscription=subscription.pk if subscription else None,
+                product=product.pk if product else None,
             )
         except OrchestratorError as error:
             paged.errors.extend(add_service_errors(paged.form, error) or [error.message])
@@ -279,10 +326,21 @@ def workflow_start(request: HttpRequest, name: str) -> HttpResponse:
         else:
             messages.success(request, f"Started {name}.")
             return redirect("process-detail", pk=process.pk)
+    form = paged.form
+    if subscription is not None and form is not None and not form.is_bound:
+        if "version" in form.fields:  # the stale-data check compares it at the start
+            form.initial.setdefault("version", subscription.version)
     context = {
         "workflow": workflow,
         "paged": paged,
         "pages_field": PAGES_FIELD,
+        "subscription_field": SUBSCRIPTION_FIELD,
+        "product_field": PRODUCT_FIELD,
+        "subscription": subscription,
+        "product": product,
+        "problem": "" if request.method == "POST" else start_problem(
+            workflow, subscription, product
+        ),
     }
     status = 400 if request.method == "POST" and (paged.errors or _has_errors(paged.form)) else 200
     return render(request, "orchestrator/workflow_start.html", context, status=status)

@@ -3,13 +3,17 @@ answers "may workflow W run on subscription S, and if not, why"."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from guardian.shortcuts import get_objects_for_user
 
+from orchestrator.exceptions import NotFound
 from orchestrator.models import TERMINAL_STATUSES, Process, Workflow
+from orchestrator.selectors import processes_for_user
 from subscriptions.models import Product, Subscription, SubscriptionLifecycle
 
 SUBSCRIPTION_TARGETS = ("modify", "terminate", "validate")
@@ -44,6 +48,11 @@ def usable_lifecycles(workflow: Workflow) -> list[str]:
 
 def product_workflow_names(product: Product) -> set[str]:
     return {w.name for w in product.workflows.all()} | set(settings.DEFAULT_PRODUCT_WORKFLOWS)
+
+
+def default_product_workflows() -> QuerySet[Workflow]:
+    """The workflows attached to every product (`DEFAULT_PRODUCT_WORKFLOWS`)."""
+    return Workflow.objects.filter(name__in=settings.DEFAULT_PRODUCT_WORKFLOWS)
 
 
 def workflow_usability(workflow: Workflow, subscription: Subscription) -> Usability:
@@ -103,4 +112,73 @@ def products_for_user(user) -> QuerySet[Product]:
         "subscriptions.view_product",
         klass=Product.objects.select_related("product_type"),
         accept_global_perms=True,
+    )
+
+
+def visible_subscription(user, subscription_id: Any) -> Subscription:
+    """The subscription if `user` may view it; NotFound for unknown, invisible or malformed
+    ids alike, so a forbidden subscription is indistinguishable from a missing one."""
+    try:
+        pk = uuid.UUID(str(subscription_id))
+    except (ValueError, TypeError, AttributeError):
+        raise NotFound(f"Unknown subscription {str(subscription_id)[:100]!r}") from None
+    subscription = (
+        subscriptions_for_user(user).select_related("product__product_type").filter(pk=pk).first()
+    )
+    if subscription is None:
+        raise NotFound(f"Unknown subscription {str(subscription_id)[:100]!r}")
+    return subscription
+
+
+def product_lookup(product_id: Any) -> Q:
+    """A product named by id or by name."""
+    value = str(product_id)
+    if value.isascii() and value.isdigit() and len(value) <= 18:
+        return Q(pk=int(value)) | Q(name=value)
+    return Q(name=value)
+
+
+def visible_product(user, product_id: Any) -> Product:
+    """The product (by id or name) if `user` may view it; NotFound otherwise."""
+    product = products_for_user(user).filter(product_lookup(product_id)).first()
+    if product is None:
+        raise NotFound(f"Unknown product {str(product_id)[:100]!r}")
+    return product
+
+
+def start_targets(user, subscription: Any, product: Any) -> tuple[str | None, int | None]:
+    """The subscription and product a start names, as ids, if `user` may view them; an
+    unknown, invisible or malformed one is NotFound (never a hint that it exists)."""
+    subscription_id = product_id = None
+    if subscription not in (None, ""):
+        subscription_id = str(visible_subscription(user, subscription).pk)
+    if product not in (None, ""):
+        product_id = visible_product(user, product).pk
+    return subscription_id, product_id
+
+
+def holding_processes(subscription: Subscription, limit: int = 5) -> list[Process]:
+    """The open processes that hold the subscription out of sync, oldest first."""
+    return list(open_processes(subscription).order_by("started_at", "pk")[:limit])
+
+
+def out_of_sync_reason(
+    subscription: Subscription, holders: list[Process] | None = None
+) -> str | None:
+    """Why the subscription is out of sync (None when it is in sync)."""
+    if subscription.insync:
+        return None
+    holders = holding_processes(subscription) if holders is None else holders
+    if holders:
+        return "Out of sync: held by " + ", ".join(describe_process(p) for p in holders)
+    return "Out of sync, and no open process holds it: an admin may set it in sync again"
+
+
+def subscription_processes(user, subscription: Subscription) -> QuerySet[Process]:
+    """The processes that touched the subscription, newest first, as far as `user` may see."""
+    return (
+        processes_for_user(user)
+        .filter(subscriptions=subscription)
+        .select_related("workflow", "created_by")
+        .order_by("-started_at", "-pk")
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import django_filters
 
 from orchestrator.models import (
@@ -26,7 +28,7 @@ class ProcessFilter(django_filters.FilterSet):
     subscription = django_filters.CharFilter(
         method="filter_subscription",
         max_length=255,
-        help_text="Accepted for compatibility; processes are not linked to subscriptions yet.",
+        help_text="Subscription id: the processes that touched it.",
     )
 
     class Meta:
@@ -34,7 +36,13 @@ class ProcessFilter(django_filters.FilterSet):
         fields = ["workflow", "status", "tag", "is_task", "parent", "subscription"]
 
     def filter_subscription(self, queryset, name, value):
-        return queryset
+        if not value:
+            return queryset
+        try:
+            subscription_id = uuid.UUID(value)
+        except ValueError:
+            return queryset.none()  # not an id: no subscription, so no process touched it
+        return queryset.filter(subscriptions=subscription_id)
 
 
 class WorkflowFilter(django_filters.FilterSet):

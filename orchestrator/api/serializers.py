@@ -177,7 +177,8 @@ class ProcessDetailSerializer(ProcessSerializer):
 
 
 class ProcessStartSerializer(serializers.Serializer):
-    """`POST /api/processes/`: which workflow, its input pages and run tags."""
+    """`POST /api/processes/`: which workflow, its input pages, run tags, and the subscription
+    or product it runs on."""
 
     workflow = serializers.CharField(max_length=255)
     input = serializers.ListField(
@@ -198,14 +199,14 @@ class ProcessStartSerializer(serializers.Serializer):
         allow_null=True,
         allow_blank=True,
         max_length=255,
-        help_text="Accepted for compatibility; not used yet.",
+        help_text="The subscription a modify/terminate/validate workflow runs on (its id).",
     )
     product = serializers.CharField(
         required=False,
         allow_null=True,
         allow_blank=True,
         max_length=255,
-        help_text="Accepted for compatibility; not used yet.",
+        help_text="The product a create workflow makes a subscription of (id or name).",
     )
 
     class Meta:

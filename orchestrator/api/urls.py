@@ -1,6 +1,6 @@
 """The REST API (DESIGN §8)."""
 
-from django.urls import path
+from django.urls import include, path
 from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import SimpleRouter
 
@@ -25,4 +25,5 @@ urlpatterns = [
     ),
     path("engine/", views.EngineView.as_view(), name="api-engine"),
     *router.urls,
+    path("", include("subscriptions.api.urls")),
 ]

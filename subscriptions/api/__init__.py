@@ -1,0 +1,1 @@
+"""The product and subscription REST API, included under /api/ (DESIGN §8)."""

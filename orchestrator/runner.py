@@ -16,6 +16,7 @@ import os
 import secrets as token_generator
 import socket
 import threading
+import time
 import traceback as traceback_module
 from dataclasses import dataclass
 from typing import Any
@@ -214,6 +215,13 @@ def write_step(process_id: Any, owner: str, log_row: dict[str, Any],
     return bool(row[0])
 
 
+def make_room_for_other_writers(step_seconds: float) -> None:
+    """SQLite has one writer at a time and a step holds the write lock for its whole
+    transaction; a waiting writer (the web, an admin pausing the engine) polls for the
+    lock every 100 ms at most. Without a gap between two long steps it could starve."""
+    time.sleep(min(step_seconds, 0.1))
+
+
 class ProcessRun:
     """One worker's turn at one process, holding its lease."""
 
@@ -250,10 +258,13 @@ class ProcessRun:
                 step = Step(name="Done", kind=StepKind.DONE)
             else:
                 step = steps[self.process.position]
+            started = time.monotonic()
             outcome = self.run_step(step)
             if outcome is None or outcome.stop:
                 return
             paused = outcome.engine_paused
+            if connection.vendor == "sqlite":
+                make_room_for_other_writers(time.monotonic() - started)
 
     def run_step(self, step: Step) -> Outcome | None:
         """Run one step in its own transaction; None when it failed or the lease was lost."""

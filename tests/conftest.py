@@ -60,6 +60,42 @@ def api() -> Callable[..., APIClient]:
     return client_for
 
 
+BOX_WORKFLOWS = ("create_box", "modify_box", "terminate_box", "validate_box", "modify_note")
+
+
+@pytest.fixture
+def box_product(synced):
+    """The test product "Box" (tests/subscription_workflows.py) with its workflows."""
+    from orchestrator.models import Workflow
+    from subscriptions.models import Product, ProductType
+
+    product = Product.objects.create(
+        name="Box", product_type=ProductType.objects.create(name="Box"), tag="BOX"
+    )
+    product.workflows.set(Workflow.objects.filter(name__in=BOX_WORKFLOWS))
+    return product
+
+
+@pytest.fixture
+def create_box(box_product):
+    """`create_box(name="b1", **input)`: run create_box in-process; the active subscription."""
+    from orchestrator import services
+    from orchestrator.runner import run_process
+    from subscriptions.models import Subscription
+
+    def create(name: str = "b1", **extra):
+        page = {"customer_id": "cust-1", "name": name, "size": 5, **extra}
+        process = services.start_process(
+            workflow_name="create_box", product=box_product.pk, input_pages=[page]
+        )
+        run_process(str(process.pk))
+        process.refresh_from_db()
+        assert process.status == "completed", process.failed_reason
+        return Subscription.objects.get(pk=process.state["subscription_id"])
+
+    return create
+
+
 def wait_for(predicate: Callable[[], object], timeout: float = 60, interval: float = 0.1):
     """Poll until `predicate()` is truthy; fail the test with a clear message otherwise."""
     deadline = time.monotonic() + timeout

@@ -9,20 +9,10 @@ from orchestrator.exceptions import Conflict, FormInvalid, NotFound
 from orchestrator.models import Process, Workflow
 from orchestrator.runner import run_process
 from subscriptions import selectors
-from subscriptions.models import Product, ProductType, Subscription
+from subscriptions.models import Subscription
 from subscriptions.services import set_in_sync
 
 pytestmark = pytest.mark.django_db
-BOX_WORKFLOWS = ("create_box", "modify_box", "terminate_box", "validate_box", "modify_note")
-
-
-@pytest.fixture
-def box_product(synced) -> Product:
-    product = Product.objects.create(
-        name="Box", product_type=ProductType.objects.create(name="Box"), tag="BOX"
-    )
-    product.workflows.set(Workflow.objects.filter(name__in=BOX_WORKFLOWS))
-    return product
 
 
 def run(process: Process) -> Process:
@@ -31,22 +21,14 @@ def run(process: Process) -> Process:
     return process
 
 
-def create_box(product: Product, name: str = "b1", **extra) -> Subscription:
-    page = {"customer_id": "cust-1", "name": name, "size": 5, **extra}
-    process = run(services.start_process(workflow_name="create_box", product=product.pk,
-                                         input_pages=[page]))
-    assert process.status == "completed", process.failed_reason
-    return Subscription.objects.get(pk=process.state["subscription_id"])
-
-
 def start_on(subscription: Subscription, workflow: str, *pages: dict) -> Process:
     return services.start_process(
         workflow_name=workflow, subscription=subscription.pk, input_pages=list(pages)
     )
 
 
-def test_create_makes_an_active_in_sync_subscription_from_the_domain_model(box_product):
-    box = create_box(box_product)
+def test_create_makes_an_active_in_sync_subscription_from_the_domain_model(create_box):
+    box = create_box()
     assert (box.status, box.insync) == ("active", True)
     assert box.instance_values == {"name": "b1", "size": 5}
     assert box.description == "Box b1" and box.customer_id == "cust-1"
@@ -54,8 +36,8 @@ def test_create_makes_an_active_in_sync_subscription_from_the_domain_model(box_p
     assert box.processes.count() == 1
 
 
-def test_modify_changes_the_subscription_and_puts_it_back_in_sync(box_product):
-    box = create_box(box_product)
+def test_modify_changes_the_subscription_and_puts_it_back_in_sync(create_box):
+    box = create_box()
     version = box.version
     process = start_on(box, "modify_box", {"size": 9})
     box.refresh_from_db()
@@ -66,8 +48,8 @@ def test_modify_changes_the_subscription_and_puts_it_back_in_sync(box_product):
     assert box.version > version
 
 
-def test_terminate_then_modify_is_refused_with_the_reason(box_product):
-    box = create_box(box_product)
+def test_terminate_then_modify_is_refused_with_the_reason(create_box):
+    box = create_box()
     assert run(start_on(box, "terminate_box")).status == "completed"
     box.refresh_from_db()
     assert box.status == "terminated" and box.end_date is not None
@@ -75,17 +57,17 @@ def test_terminate_then_modify_is_refused_with_the_reason(box_product):
         start_on(box, "modify_box", {"size": 2})
 
 
-def test_second_modify_is_refused_naming_the_running_process(box_product):
-    box = create_box(box_product)
+def test_second_modify_is_refused_naming_the_running_process(create_box):
+    box = create_box()
     first = start_on(box, "modify_box", {"size": 3})
     with pytest.raises(Conflict, match=str(first.pk)):
         start_on(box, "modify_box", {"size": 4})
     assert Process.objects.filter(workflow__name="modify_box").count() == 1
 
 
-def test_terminate_is_refused_while_in_use_by_a_live_subscription(box_product):
-    base = create_box(box_product, "base")
-    user = create_box(box_product, "user", depends_on=str(base.pk))
+def test_terminate_is_refused_while_in_use_by_a_live_subscription(create_box):
+    base = create_box("base")
+    user = create_box("user", depends_on=str(base.pk))
     assert list(base.in_use_by.all()) == [user]
     with pytest.raises(Conflict, match="in use by"):
         start_on(base, "terminate_box")
@@ -93,8 +75,8 @@ def test_terminate_is_refused_while_in_use_by_a_live_subscription(box_product):
     assert run(start_on(base, "terminate_box")).status == "completed"
 
 
-def test_usability_settings_take_effect(box_product, settings):
-    box = create_box(box_product)
+def test_usability_settings_take_effect(create_box, settings):
+    box = create_box()
     workflow = Workflow.objects.get(name="modify_box")
     assert selectors.workflow_usability(workflow, box).usable
     settings.WF_USABLE_MAP = {"modify_box": ["disabled"]}
@@ -108,8 +90,8 @@ def test_usability_settings_take_effect(box_product, settings):
     assert selectors.workflow_usability(workflow, box).usable
 
 
-def test_failed_modify_stays_out_of_sync_until_resumed(box_product, admin_user):
-    box = create_box(box_product)
+def test_failed_modify_stays_out_of_sync_until_resumed(create_box, admin_user):
+    box = create_box()
     process = run(start_on(box, "modify_box", {"size": 7, "fail": True}))
     assert process.status == "failed"
     box.refresh_from_db()
@@ -127,8 +109,8 @@ def test_failed_modify_stays_out_of_sync_until_resumed(box_product, admin_user):
     assert box.insync is True and box.instance_values["size"] == 7
 
 
-def test_aborted_modify_leaves_it_out_of_sync_until_an_admin_resyncs(box_product, admin_user):
-    box = create_box(box_product)
+def test_aborted_modify_leaves_it_out_of_sync_until_an_admin_resyncs(create_box, admin_user):
+    box = create_box()
     process = run(start_on(box, "modify_box", {"size": 7, "fail": True}))
     services.abort_process(process=process, user=admin_user)
     box.refresh_from_db()
@@ -138,8 +120,8 @@ def test_aborted_modify_leaves_it_out_of_sync_until_an_admin_resyncs(box_product
     assert box.insync is True
 
 
-def test_stale_version_is_refused_and_changes_nothing(box_product):
-    box = create_box(box_product)
+def test_stale_version_is_refused_and_changes_nothing(create_box):
+    box = create_box()
     with pytest.raises(FormInvalid, match=f"given version 1 does not match the current version "
                                           f"{box.version}"):
         start_on(box, "modify_note", {"note": "x", "version": 1})
@@ -151,8 +133,8 @@ def test_stale_version_is_refused_and_changes_nothing(box_product):
     assert box.note == "hi"
 
 
-def test_validate_runs_beside_a_holding_modify_without_resyncing(box_product):
-    box = create_box(box_product)
+def test_validate_runs_beside_a_holding_modify_without_resyncing(create_box):
+    box = create_box()
     modify = run(start_on(box, "modify_box", {"size": 7, "fail": True}))
     validate = run(start_on(box, "validate_box"))
     assert validate.status == "completed"
@@ -161,7 +143,7 @@ def test_validate_runs_beside_a_holding_modify_without_resyncing(box_product):
     assert box.insync is False and modify.status == "failed"
 
 
-def test_unknown_product_or_subscription_is_404_and_invalid_input_changes_nothing(box_product):
+def test_unknown_product_or_subscription_is_404_and_invalid_input_changes_nothing(create_box):
     with pytest.raises(NotFound):
         services.start_process(workflow_name="create_box", product=99999,
                                input_pages=[{"customer_id": "c", "name": "x", "size": 1}])
@@ -172,15 +154,15 @@ def test_unknown_product_or_subscription_is_404_and_invalid_input_changes_nothin
     with pytest.raises(NotFound):
         services.start_process(workflow_name="modify_box", subscription="not-a-uuid",
                                input_pages=[{"size": 1}])
-    box = create_box(box_product)
+    box = create_box()
     with pytest.raises(FormInvalid):
         start_on(box, "modify_box", {"size": 1000})
     box.refresh_from_db()
     assert box.insync is True
 
 
-def test_subscription_workflows_list_reasons(box_product):
-    box = create_box(box_product)
+def test_subscription_workflows_list_reasons(create_box):
+    box = create_box()
     listed = {w.name: u for w, u in selectors.subscription_workflows(box)}
     assert listed["modify_box"].usable and listed["modify_note"].usable
     assert "create_box" not in listed

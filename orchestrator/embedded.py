@@ -172,6 +172,7 @@ def supervise(running: list[Child]) -> int:
 def main() -> int:
     folder = var_dir()
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / "staticfiles").mkdir(exist_ok=True)  # STATIC_ROOT: whitenoise warns when missing
     os.environ["ORCHESTRATOR_VAR_DIR"] = str(folder)
     os.environ["SECRET_KEY"] = ensure_secret_key(folder)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator.settings")

@@ -17,6 +17,7 @@ from orchestrator.selectors import processes_for_user
 from subscriptions.models import Product, Subscription, SubscriptionLifecycle
 
 SUBSCRIPTION_TARGETS = ("modify", "terminate", "validate")
+MAX_PRODUCT_NAME = Product._meta.get_field("name").max_length
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,10 @@ def product_lookup(product_id: Any) -> Q:
 
 def visible_product(user, product_id: Any) -> Product:
     """The product (by id or name) if `user` may view it; NotFound otherwise."""
-    product = products_for_user(user).filter(product_lookup(product_id)).first()
+    value = str(product_id)
+    product = None
+    if "\x00" not in value and len(value) <= MAX_PRODUCT_NAME:  # PostgreSQL refuses NUL
+        product = products_for_user(user).filter(product_lookup(value)).first()
     if product is None:
         raise NotFound(f"Unknown product {str(product_id)[:100]!r}")
     return product

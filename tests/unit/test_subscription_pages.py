@@ -268,6 +268,8 @@ def test_start_page_refusals_never_500(client, create_box, operator):
         start_url("modify_box"), {"__subscription": "zzz", "size": "1"}
     ).status_code == 404
     assert client.get(start_url("create_box", product="99999")).status_code == 404
+    assert client.get(start_url("create_box", product="%00")).status_code == 404
+    assert client.get(start_url("create_box", product="x" * 5000)).status_code == 404
     no_target = client.get(start_url("modify_box"))
     assert no_target.status_code == 200 and "runs on a subscription" in html(no_target)
     posted = client.post(start_url("modify_box"), {"size": "1"})
@@ -330,6 +332,7 @@ def test_admin_pages_render_with_filters_and_search(client, create_box, box_prod
         reverse(CHANGELIST),
         reverse(CHANGELIST) + "?q=" + str(box.pk)[:8],
         reverse(CHANGELIST) + "?q=not-a-uuid&status__exact=bogus&insync__exact=maybe",
+        reverse(CHANGELIST) + "?q=%00" + "x" * 3000,
         reverse(CHANGELIST) + f"?product__id__exact={box_product.pk}&insync__exact=1",
         reverse("admin:subscriptions_subscription_change", args=[box.pk]),
         reverse("admin:subscriptions_product_changelist"),
@@ -342,6 +345,14 @@ def test_admin_pages_render_with_filters_and_search(client, create_box, box_prod
     search = client.get(reverse(CHANGELIST) + "?q=" + str(box.pk)[:8])
     assert list(search.context["cl"].result_list) == [box]
     assert client.get(reverse("admin:subscriptions_subscription_add")).status_code == 403
+    assert client.get(
+        reverse("admin:subscriptions_subscription_delete", args=[box.pk])
+    ).status_code == 403
+    protected = client.post(
+        reverse("admin:subscriptions_product_delete", args=[box_product.pk]), {"post": "yes"}
+    )
+    assert protected.status_code == 200 and "Cannot delete product" in html(protected)
+    assert type(box_product).objects.filter(pk=box_product.pk).exists()
     page = html(client.get(reverse("admin:subscriptions_subscription_change", args=[box.pk])))
     assert 'name="version"' not in page and 'name="insync"' not in page
 

@@ -281,9 +281,12 @@ def start_problem(workflow: Workflow, subscription, product) -> str:
             return (f"{workflow.name} runs on a subscription: start it from the page of the "
                     "subscription it should change.")
         return subscription_selectors.workflow_usability(workflow, subscription).reason or ""
-    if workflow.target == "create" and product is None:
-        return (f"{workflow.name} creates a subscription: start it from the products page, "
-                "for the product it should create.")
+    if workflow.target == "create":
+        if product is None:
+            return (f"{workflow.name} creates a subscription: start it from the products page, "
+                    "for the product it should create.")
+        if not product.workflows.filter(pk=workflow.pk).exists():
+            return f"{workflow.name} is not a workflow of the product {product.name}"
     return ""
 
 

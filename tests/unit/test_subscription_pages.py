@@ -310,6 +310,15 @@ def test_start_page_with_a_product_creates_a_subscription(client, box_product, o
     assert process.status == "completed"
     assert Subscription.objects.get(description="Box p").product == box_product
 
+    other = type(box_product).objects.create(name="Other", product_type=box_product.product_type)
+    url = start_url("create_box", product=other.pk)
+    assert "is not a workflow of the product Other" in html(client.get(url))
+    refused = client.post(
+        url, {"__product": str(other.pk), "customer_id": "c-3", "name": "q", "size": "3"}
+    )
+    assert refused.status_code == 400 and "is not a workflow of the product Other" in html(refused)
+    assert Process.objects.filter(workflow__name="create_box").count() == 1
+
 
 # --- admin -------------------------------------------------------------------------------------
 

@@ -103,7 +103,11 @@ def start_process(
     locked, checked for usability and marked out of sync in the same transaction that
     creates the process. Create workflows take the product (id or name).
     """
+    from subscriptions.selectors import start_targets
     from subscriptions.services import link_process, reserve_for_process
+
+    if user is not None:  # a user may only start on what they may see (else: 404)
+        subscription, product = start_targets(user, subscription, product)
 
     workflow_row, definition = get_workflow_for_start(workflow_name)
     require(user, "orchestrator.start_workflow", workflow_row)

@@ -47,7 +47,6 @@ from orchestrator.api.serializers import (
 from orchestrator.exceptions import NotFound
 from orchestrator.forms import form_json_schema, validate_pages
 from orchestrator.models import Process, ProcessStatus, ProcessTag, Workflow
-from subscriptions import selectors as subscription_selectors
 
 logger = logging.getLogger(__name__)
 
@@ -316,16 +315,13 @@ class ProcessViewSet(
         serializer = ProcessStartSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        subscription, product = subscription_selectors.start_targets(
-            request.user, data.get("subscription"), data.get("product")
-        )
         process = services.start_process(
             workflow_name=data["workflow"],
             input_pages=data["input"],
             user=request.user,
             tags=data["tags"],
-            subscription=subscription,
-            product=product,
+            subscription=data.get("subscription"),
+            product=data.get("product"),
         )
         return self.detail_response(process, status.HTTP_201_CREATED)
 

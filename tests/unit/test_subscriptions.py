@@ -166,3 +166,19 @@ def test_subscription_workflows_list_reasons(create_box):
     listed = {w.name: u for w, u in selectors.subscription_workflows(box)}
     assert listed["modify_box"].usable and listed["modify_note"].usable
     assert "create_box" not in listed
+
+
+def test_a_user_cannot_start_on_a_subscription_they_may_not_see(create_box, nobody):
+    from guardian.shortcuts import assign_perm
+
+    box = create_box()
+    assign_perm("orchestrator.start_workflow", nobody, Workflow.objects.get(name="modify_note"))
+    with pytest.raises(NotFound):
+        services.start_process(workflow_name="modify_note", subscription=box.pk,
+                               input_pages=[{"note": "x"}], user=nobody)
+    box.refresh_from_db()
+    assert box.insync is True
+    assign_perm("subscriptions.view_subscription", nobody, box)
+    process = services.start_process(workflow_name="modify_note", subscription=box.pk,
+                                     input_pages=[{"note": "x"}], user=nobody)
+    assert process.state["subscription_id"] == str(box.pk)

@@ -454,8 +454,14 @@ def process_context(request: HttpRequest, process: Process, paged: PagedForm | N
 
 @login_required
 def process_detail(request: HttpRequest, pk) -> HttpResponse:
+    from subscriptions.selectors import process_subscriptions
+
     process = visible_process(request, pk)
-    return render(request, "orchestrator/process_detail.html", process_context(request, process))
+    context = {
+        **process_context(request, process),
+        "subscriptions": process_subscriptions(request.user, process),
+    }
+    return render(request, "orchestrator/process_detail.html", context)
 
 
 @login_required

@@ -107,6 +107,11 @@ def subscriptions_for_user(user) -> QuerySet[Subscription]:
     )
 
 
+def process_subscriptions(user, process: Process) -> QuerySet[Subscription]:
+    """The subscriptions a process touched, as far as `user` may see them."""
+    return subscriptions_for_user(user).filter(processes=process)
+
+
 def products_for_user(user) -> QuerySet[Product]:
     return get_objects_for_user(
         user,

@@ -152,6 +152,9 @@ class ProcessDetailSerializer(ProcessSerializer):
     form = serializers.SerializerMethodField(
         help_text="JSON Schema of the input page a suspended process waits for, else null."
     )
+    subscriptions = serializers.SerializerMethodField(
+        help_text="The subscriptions this process touched (id and description)."
+    )
 
     class Meta(ProcessSerializer.Meta):
         fields = [
@@ -164,6 +167,7 @@ class ProcessDetailSerializer(ProcessSerializer):
             "next_step",
             "steps",
             "form",
+            "subscriptions",
         ]
         read_only_fields = fields
 
@@ -174,6 +178,19 @@ class ProcessDetailSerializer(ProcessSerializer):
     @extend_schema_field(NULLABLE_FORM_SCHEMA)
     def get_form(self, process: Process) -> dict[str, Any] | None:
         return self.context.get("form")
+
+    @extend_schema_field(
+        {"type": "array", "items": {"type": "object", "properties": {
+            "id": {"type": "string", "format": "uuid"}, "description": {"type": "string"}}}}
+    )
+    def get_subscriptions(self, process: Process) -> list[dict[str, str]]:
+        from subscriptions.selectors import process_subscriptions
+
+        visible = process_subscriptions(self.context["request"].user, process)
+        return [
+            {"id": str(pk), "description": description}
+            for pk, description in visible.values_list("pk", "description")
+        ]
 
 
 class ProcessStartSerializer(serializers.Serializer):

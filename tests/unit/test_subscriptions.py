@@ -182,3 +182,19 @@ def test_a_user_cannot_start_on_a_subscription_they_may_not_see(create_box, nobo
     process = services.start_process(workflow_name="modify_note", subscription=box.pk,
                                      input_pages=[{"note": "x"}], user=nobody)
     assert process.state["subscription_id"] == str(box.pk)
+
+
+def test_process_page_and_api_link_the_subscription_only_for_those_who_may_see_it(
+    create_box, operator, nobody, api, client
+):
+    from guardian.shortcuts import assign_perm
+
+    box = create_box()
+    process = box.processes.get()
+    body = api(operator).get(f"/api/processes/{process.pk}/").json()
+    assert body["subscriptions"] == [{"id": str(box.pk), "description": box.description}]
+    client.force_login(operator)
+    page = client.get(f"/processes/{process.pk}/").content.decode()
+    assert f"/subscriptions/{box.pk}/" in page
+    assign_perm("orchestrator.view_process", nobody, process)
+    assert api(nobody).get(f"/api/processes/{process.pk}/").json()["subscriptions"] == []

@@ -1,0 +1,384 @@
+"""Subscription lists under object permissions: 100,000 subscriptions, half of them visible.
+
+    psql -h 127.0.0.1 -U postgres -c 'create database bench_subscriptions'
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_subscriptions \\
+        python bench/subscriptions_list.py
+
+On the configured database (migrated first) it creates 20 products and 10,000, then
+100,000 subscriptions (bulk inserts), and a user who is in no group and has no model
+permission: what they may view comes only from django-guardian object permissions
+(generic `UserObjectPermission` rows, `view_subscription`) on every other subscription.
+Through the Django test client (force_login, in process, no network) it measures
+
+  API   GET /api/subscriptions/?limit=N     (N = 10, 50, 100)
+  page  GET /subscriptions/ with N rows      (N = 10, 25, 100; the page size is patched)
+
+as p50/p95 over BENCH_REQUESTS requests (default 50) and SQL statements per request, at
+10k and 100k subscriptions; the baselines are the same requests by a superuser (no
+permission filtering) in the same run. Targets: p95 <= 100 ms for both lists at 100k,
+query counts independent of page size and table size. On PostgreSQL, EXPLAIN ANALYZE of
+the restricted API list's statements is printed (always with BENCH_EXPLAIN=1).
+
+The bench's rows (products named `bench-list-*`, user `bench-list-viewer`) are removed at
+the start and at the end; BENCH_KEEP=1 keeps them for a closer look.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator.settings")
+os.environ.setdefault("SECRET_KEY", "benchmark-only-secret-key")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.contrib.auth.models import Permission  # noqa: E402
+from django.contrib.contenttypes.models import ContentType  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.db import connection, transaction  # noqa: E402
+from django.test import Client  # noqa: E402
+from django.test.utils import CaptureQueriesContext  # noqa: E402
+from django.utils import timezone  # noqa: E402
+from guardian.models import UserObjectPermission  # noqa: E402
+
+import subscriptions.views as subscription_pages  # noqa: E402
+from subscriptions.models import Product, ProductType, Subscription  # noqa: E402
+
+PREFIX = "bench-list-"
+PRODUCTS = 20
+SIZES = (10_000, 100_000)
+BATCH = 5_000
+REQUESTS = int(os.environ.get("BENCH_REQUESTS", "50"))
+TARGET_P95_MS = 100.0
+API_SIZES = (10, 50, 100)
+PAGE_SIZES = (10, 25, 100)
+STATUSES = ["active"] * 16 + ["terminated"] * 2 + ["provisioning", "initial"]
+
+
+@contextlib.contextmanager
+def explicit_created_at():
+    """Let bulk inserts set `created_at` (spread over a year, as real data would be)."""
+    field = Subscription._meta.get_field("created_at")
+    field.auto_now_add = False
+    try:
+        yield
+    finally:
+        field.auto_now_add = True
+
+
+def clean_up() -> None:
+    user = get_user_model().objects.filter(username=f"{PREFIX}viewer").first()
+    if user is not None:
+        UserObjectPermission.objects.filter(user=user).delete()
+        user.delete()
+    get_user_model().objects.filter(username=f"{PREFIX}admin").delete()
+    Subscription.objects.filter(product__name__startswith=PREFIX).delete()
+    Product.objects.filter(name__startswith=PREFIX).delete()
+    ProductType.objects.filter(name=f"{PREFIX}type").delete()
+
+
+def make_products() -> list[Product]:
+    product_type = ProductType.objects.create(name=f"{PREFIX}type")
+    return [
+        Product.objects.create(name=f"{PREFIX}{index:02d}", product_type=product_type,
+                               tag=f"B{index:02d}")
+        for index in range(PRODUCTS)
+    ]
+
+
+def add_subscriptions(products: list[Product], viewer, start: int, stop: int) -> None:
+    """Subscriptions start..stop-1; the viewer may see the even ones (object permission)."""
+    permission = Permission.objects.get(codename="view_subscription",
+                                        content_type__app_label="subscriptions")
+    content_type = ContentType.objects.get_for_model(Subscription)
+    now = timezone.now()
+    for first in range(start, stop, BATCH):
+        rows = [
+            Subscription(
+                id=uuid.uuid4(),
+                product=products[index % PRODUCTS],
+                customer_id=f"customer-{index % 997:03d}",
+                description=f"bench subscription {index:06d}",
+                status=STATUSES[index % len(STATUSES)],
+                insync=index % 50 != 0,
+                instance_values={"index": index, "vlan": 2 + index % 4000},
+                created_at=now - datetime.timedelta(seconds=300 * (stop - index)),
+            )
+            for index in range(first, min(first + BATCH, stop))
+        ]
+        with transaction.atomic(), explicit_created_at():
+            Subscription.objects.bulk_create(rows)
+            UserObjectPermission.objects.bulk_create(
+                UserObjectPermission(user=viewer, permission=permission,
+                                     content_type=content_type, object_pk=str(row.pk))
+                for number, row in enumerate(rows, start=first) if number % 2 == 0
+            )
+    vacuum()
+
+
+def vacuum() -> None:
+    """Fresh statistics and no dead rows from earlier runs, so the figures are repeatable
+    (a bloated table once led the planner into a 10 s nested loop, see what_if)."""
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        for table in ("subscriptions_subscription", "guardian_userobjectpermission",
+                      "subscriptions_subscription_depends_on", "auth_permission"):
+            cursor.execute(f"VACUUM ANALYZE {connection.ops.quote_name(table)}")
+
+
+def measure(client: Client, url: str, expect_count: int | None = None) -> dict:
+    """p50/p95 in ms over REQUESTS requests, and the statements of one request."""
+    for _ in range(3):  # warm-up: connections, caches, template loading
+        started = time.perf_counter()
+        response = client.get(url)
+        assert response.status_code == 200, (url, response.status_code)
+    repeat = REQUESTS
+    if time.perf_counter() - started > 2:
+        repeat = 3
+        print(f"  {url} takes {time.perf_counter() - started:.1f}s: timing 3 requests only")
+    if expect_count is not None:
+        count = response.json()["count"]
+        assert count == expect_count, f"{url}: {count} listed, {expect_count} visible"
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        client.get(url)
+        times.append((time.perf_counter() - started) * 1000)
+    with CaptureQueriesContext(connection) as queries:
+        client.get(url)
+    return {
+        "p50": statistics.median(times),
+        "p95": statistics.quantiles(times, n=20)[-1] if len(times) > 3 else max(times),
+        "queries": len(queries.captured_queries),
+        "captured": queries.captured_queries,
+    }
+
+
+@contextlib.contextmanager
+def page_size(size: int):
+    saved = subscription_pages.PAGE_SIZE
+    subscription_pages.PAGE_SIZE = size
+    try:
+        yield
+    finally:
+        subscription_pages.PAGE_SIZE = saved
+
+
+def run_lists(client: Client, visible: int | None) -> dict[tuple[str, int], dict]:
+    results = {}
+    for size in API_SIZES:
+        results[("api", size)] = measure(client, f"/api/subscriptions/?limit={size}", visible)
+    for size in PAGE_SIZES:
+        with page_size(size):
+            results[("page", size)] = measure(client, "/subscriptions/")
+    return results
+
+
+def explain(captured: list[dict]) -> None:
+    """EXPLAIN ANALYZE of each statement reading the subscriptions table (PostgreSQL)."""
+    if connection.vendor != "postgresql":
+        print("(EXPLAIN ANALYZE is printed on PostgreSQL only)")
+        return
+    for query in captured:
+        sql = query["sql"]
+        if "subscriptions_subscription" not in sql or not sql.lstrip().upper().startswith(
+            "SELECT"
+        ):
+            continue
+        with connection.cursor() as cursor:
+            cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql)
+            plan = [row[0] for row in cursor.fetchall()]
+        print(f"\n--- {query['time']}s  {sql[:300]}{'...' if len(sql) > 300 else ''}")
+        for line in plan:
+            print("    " + line)
+
+
+DIRECT_TABLES = """
+CREATE TABLE bench_direct_uop (id bigserial PRIMARY KEY, user_id integer NOT NULL,
+    permission_id integer NOT NULL, content_object_id uuid NOT NULL);
+INSERT INTO bench_direct_uop (user_id, permission_id, content_object_id)
+    SELECT user_id, permission_id, object_pk::uuid FROM guardian_userobjectpermission;
+CREATE UNIQUE INDEX ON bench_direct_uop (user_id, permission_id, content_object_id);
+CREATE TABLE bench_direct_gop (id bigserial PRIMARY KEY, group_id integer NOT NULL,
+    permission_id integer NOT NULL, content_object_id uuid NOT NULL);
+CREATE UNIQUE INDEX ON bench_direct_gop (group_id, permission_id, content_object_id);
+ANALYZE bench_direct_uop; ANALYZE bench_direct_gop;
+"""
+# What guardian generates with direct foreign-key permission models and klass=<model>.
+DIRECT_VISIBLE = """
+s.id IN (SELECT u0.content_object_id FROM bench_direct_uop u0
+         JOIN auth_permission u2 ON u0.permission_id = u2.id
+         WHERE u0.user_id = %(user)s AND u2.content_type_id = %(ct)s
+           AND u2.codename = 'view_subscription')
+OR s.id IN (SELECT v0.content_object_id FROM bench_direct_gop v0
+            JOIN auth_permission v2 ON v0.permission_id = v2.id
+            WHERE v0.group_id IN (SELECT group_id FROM auth_user_groups WHERE user_id = %(user)s)
+              AND v2.content_type_id = %(ct)s AND v2.codename = 'view_subscription')
+"""
+# Constant text only: every value is a parameter.
+DIRECT_COUNT = " ".join(["SELECT count(*) FROM subscriptions_subscription s WHERE", DIRECT_VISIBLE])
+DIRECT_PAGE = " ".join([
+    "SELECT s.*, p.*, t.* FROM subscriptions_subscription s",
+    "JOIN subscriptions_product p ON p.id = s.product_id",
+    "JOIN subscriptions_producttype t ON t.id = p.product_type_id WHERE",
+    DIRECT_VISIBLE,
+    "ORDER BY s.created_at DESC, s.id DESC LIMIT 50",
+])
+
+
+def median_ms(action, repeat: int = 15) -> float:
+    action()
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        action()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def what_if(viewer) -> None:
+    """The list's two statements (count, first 50 rows) under the fixes that come into
+    question, timed in one transaction that is rolled back (PostgreSQL only)."""
+    from guardian.shortcuts import get_objects_for_user
+
+    from subscriptions.selectors import subscriptions_for_user
+
+    if connection.vendor != "postgresql":
+        return
+    content_type = ContentType.objects.get_for_model(Subscription)
+
+    def orm(queryset):
+        queryset = queryset.select_related("product__product_type")
+        return (
+            median_ms(queryset.count),
+            median_ms(lambda: list(queryset.order_by("-created_at", "-pk")[:50])),
+        )
+
+    def direct():
+        params = {"user": viewer.pk, "ct": content_type.pk}
+
+        def run(sql):
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                cursor.fetchall()
+
+        return median_ms(lambda: run(DIRECT_COUNT)), median_ms(lambda: run(DIRECT_PAGE))
+
+    def by_model():
+        return get_objects_for_user(
+            viewer, "subscriptions.view_subscription", klass=Subscription,
+            accept_global_perms=True,
+        )
+
+    rows = []
+    with transaction.atomic():
+        rows.append(("selector as is (klass=queryset, generic permissions)",
+                     orm(subscriptions_for_user(viewer))))
+        rows.append(("get_objects_for_user(klass=Subscription), then select_related",
+                     orm(by_model())))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "CREATE INDEX bench_subscription_created ON subscriptions_subscription "
+                "(created_at DESC, id DESC)"
+            )
+            cursor.execute("ANALYZE subscriptions_subscription")
+        rows.append(("  + index (created_at DESC, id DESC)", orm(by_model())))
+        with connection.cursor() as cursor:
+            cursor.execute(DIRECT_TABLES)
+        rows.append(("  + direct FK permission models (emulated tables)", direct()))
+        transaction.set_rollback(True)
+    print(f"\nwhat-if at {SIZES[-1]:,} subscriptions, {SIZES[-1] // 2:,} visible "
+          f"(database time of the list's statements, median ms):")
+    print(f"{'variant':<66}{'count':>8}{'page':>8}{'sum':>8}")
+    for label, (count_ms, page_ms) in rows:
+        print(f"{label:<66}{count_ms:>8.1f}{page_ms:>8.1f}{count_ms + page_ms:>8.1f}")
+
+
+def report(table: dict, baseline: dict) -> bool:
+    """Print the figures; return whether the targets are met."""
+    ok = True
+    print(f"\n{'list':<6}{'rows':>6}{'table':>9}{'p50 ms':>9}{'p95 ms':>9}{'queries':>9}"
+          f"{'superuser p95':>15}{'ratio':>7}")
+    for size_rows in SIZES:
+        for (kind, rows), figures in table[size_rows].items():
+            base = baseline.get((size_rows, kind, rows))
+            base_p95 = f"{base['p95']:.1f}" if base else "-"
+            ratio = f"{figures['p95'] / base['p95']:.1f}x" if base else "-"
+            print(f"{kind:<6}{rows:>6}{size_rows:>9}{figures['p50']:>9.1f}{figures['p95']:>9.1f}"
+                  f"{figures['queries']:>9}{base_p95:>15}{ratio:>7}")
+    big, small = table[SIZES[-1]], table[SIZES[0]]
+    print()
+    for kind, sizes in (("api", API_SIZES), ("page", PAGE_SIZES)):
+        counts = {big[(kind, size)]["queries"] for size in sizes}
+        counts |= {small[(kind, size)]["queries"] for size in sizes}
+        constant = len(counts) == 1
+        ok &= constant
+        growth = big[(kind, sizes[1])]["p95"] / small[(kind, sizes[1])]["p95"]
+        page_growth = big[(kind, sizes[-1])]["p95"] / big[(kind, sizes[0])]["p95"]
+        meets = big[(kind, sizes[1])]["p95"] <= TARGET_P95_MS
+        ok &= meets
+        print(f"{kind}: queries per request {sorted(counts)} "
+              f"({'constant' if constant else 'NOT constant'}); p95 100k/10k {growth:.1f}x; "
+              f"p95 {sizes[-1]}/{sizes[0]} rows {page_growth:.1f}x; "
+              f"p95 at 100k, {sizes[1]} rows: {big[(kind, sizes[1])]['p95']:.1f} ms "
+              f"({'meets' if meets else 'MISSES'} the {TARGET_P95_MS:.0f} ms target)")
+    return ok
+
+
+def main() -> None:
+    call_command("migrate", verbosity=0)
+    if "testserver" not in settings.ALLOWED_HOSTS:
+        settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
+    clean_up()
+    vacuum()
+    user_model = get_user_model()
+    viewer = user_model.objects.create_user(f"{PREFIX}viewer", password=None)
+    admin = user_model.objects.create_superuser(f"{PREFIX}admin", password=None)
+    assert not viewer.has_perm("subscriptions.view_subscription")
+    products = make_products()
+    viewer_client, admin_client = Client(), Client()
+    viewer_client.force_login(viewer)
+    admin_client.force_login(admin)
+    others = Subscription.objects.exclude(product__name__startswith=PREFIX).count()
+    table, baseline, created = {}, {}, 0
+    try:
+        for size in SIZES:
+            started = time.perf_counter()
+            add_subscriptions(products, viewer, created, size)
+            created = size
+            print(f"{size:,} subscriptions ({(size + 1) // 2:,} visible to the viewer) in "
+                  f"{time.perf_counter() - started:.1f}s")
+            table[size] = run_lists(viewer_client, (size + 1) // 2)
+            for kind, rows in (("api", 50), ("page", 25)):
+                url = f"/api/subscriptions/?limit={rows}" if kind == "api" else "/subscriptions/"
+                baseline[(size, kind, rows)] = measure(
+                    admin_client, url, size + others if kind == "api" else None
+                )
+        print(f"\ndatabase: {connection.vendor}; {REQUESTS} requests per figure; "
+              f"viewer: no group, no model permission, guardian object permissions")
+        ok = report(table, baseline)
+        if not ok or os.environ.get("BENCH_EXPLAIN"):
+            explain(table[SIZES[-1]][("api", 50)]["captured"])
+            what_if(viewer)
+    finally:
+        if not os.environ.get("BENCH_KEEP"):
+            clean_up()
+    print("\nall targets met" if ok else "\nTARGETS MISSED")
+
+
+if __name__ == "__main__":
+    main()

@@ -171,6 +171,11 @@ class CreateNodeForm(forms.Form):
 
 @step("Construct node")
 def construct_node(subscription: NodeProvisioning, hostname: str, role: str, site: str) -> State:
+    lock_allocations("Node")  # the form checked the hostname; a concurrent run may have won
+    if live("Node").filter(instance_values__hostname=hostname).exclude(
+        pk=subscription.subscription_id
+    ).exists():
+        raise ProcessFailureError(f"A live node is already called {hostname}")
     subscription.hostname, subscription.role, subscription.site = hostname, role, site
     subscription.description = f"Node {hostname} ({role}, {site})"
     subscription.status = "provisioning"
@@ -552,6 +557,9 @@ def allocate_circuit(subscription: L2vpnProvisioning) -> State:
     )
     used = [v.get("virtual_circuit_id") or 0 for v in every.values_list("instance_values",
                                                                           flat=True)]
+    ports = [str(subscription.port_a_id), str(subscription.port_b_id)]
+    if vlan_taken(subscription.vlan or 0, ports, exclude=subscription.subscription_id):
+        raise ProcessFailureError(f"VLAN {subscription.vlan} was taken on one of the ports")
     subscription.virtual_circuit_id = max(used, default=0) + 1
     return {"subscription": subscription, "virtual_circuit_id": subscription.virtual_circuit_id}
 
@@ -667,7 +675,7 @@ class CreateUserGroupForm(forms.Form):
 def construct_user_group(subscription: UserGroupProvisioning, group_name: str) -> State:
     subscription.group_name = group_name
     subscription.description = f"User group {group_name}"
-    return {"subscription": UserGroup.from_other_lifecycle(subscription, "provisioning")}
+    return {"subscription": UserGroup.from_other_lifecycle(subscription, "active")}
 
 
 @create_workflow("Create a user group", initial_input_form=CreateUserGroupForm)
@@ -758,7 +766,7 @@ def construct_user(
     subscription: UserProvisioning, username: str, user_group: str, age: int | None = None
 ) -> State:
     apply_user(subscription, username, age, user_group)
-    return {"subscription": User.from_other_lifecycle(subscription, "provisioning")}
+    return {"subscription": User.from_other_lifecycle(subscription, "active")}
 
 
 @create_workflow("Create a user in a group", initial_input_form=create_user_form)

@@ -309,3 +309,21 @@ def test_without_the_demo_workflows_load_says_so_and_does_nothing(synced, monkey
     demo.load(out)
     assert "ORCHESTRATOR_WORKFLOW_MODULES" in out.getvalue()
     assert not Product.objects.exists()
+
+
+def test_a_run_that_lost_a_race_for_a_hostname_or_vlan_fails_clearly(loaded):
+    first, second = start_node("par-core-01"), start_node("par-core-01")  # both forms valid
+    assert run(first).status == "suspended"
+    lost = run(second)
+    assert lost.status == "failed" and "already called par-core-01" in lost.failed_reason
+    port_a, port_b = by_type("Port")
+    page = {"customer_id": "acme", "port_a": str(port_a.pk), "port_b": str(port_b.pk),
+            "vlan": 700}
+    first, second = (
+        services.start_process(workflow_name="create_l2vpn", product=product("L2VPN").pk,
+                               input_pages=[page])
+        for _ in range(2)
+    )
+    assert run(first).status == "completed"
+    lost = run(second)
+    assert lost.status == "failed" and "VLAN 700 was taken" in lost.failed_reason

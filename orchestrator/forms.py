@@ -114,9 +114,10 @@ def validate_pages(form_spec: Any, pages: list[Any], state: dict[str, Any]) -> F
 
 _FIELD_TYPES: list[tuple[type[forms.Field], dict[str, Any]]] = [
     (forms.BooleanField, {"type": "boolean"}),
-    (forms.IntegerField, {"type": "integer"}),
+    # FloatField and DecimalField subclass IntegerField: check them first.
     (forms.DecimalField, {"type": "string", "format": "decimal"}),
     (forms.FloatField, {"type": "number"}),
+    (forms.IntegerField, {"type": "integer"}),
     (forms.DateTimeField, {"type": "string", "format": "date-time"}),
     (forms.DateField, {"type": "string", "format": "date"}),
     (forms.UUIDField, {"type": "string", "format": "uuid"}),

@@ -90,14 +90,17 @@ def align_position(process: Process, steps: StepList) -> int:
 def claim(process_id: str, owner: str) -> bool:
     """Take the lease if nobody holds a live one; one conditional UPDATE."""
     now = timezone.now()
+    due_retry = Q(status=ProcessStatus.WAITING, retry_at__lte=now)
     claimed = (
-        Process.objects.filter(pk=process_id, status__in=RUNNABLE_STATUSES)
+        Process.objects.filter(pk=process_id)
+        .filter(Q(status__in=RUNNABLE_STATUSES) | due_retry)
         .filter(Q(lease_owner="") | Q(lease_expires_at__lt=now))
         .update(
             lease_owner=owner,
             lease_expires_at=lease_expiry(),
             status=ProcessStatus.RUNNING,
             delivery_count=F("delivery_count") + 1,
+            retry_at=None,
             last_modified_at=now,
         )
     )

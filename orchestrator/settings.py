@@ -170,7 +170,9 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = "UTC"
 CELERY_ENABLE_UTC = True
 CELERY_TASK_DEFAULT_QUEUE = "core"
-CELERY_TASK_QUEUES = [Queue("core"), Queue("user"), Queue("internal")]
+CELERY_TASK_QUEUES = [
+    Queue(name, routing_key=name) for name in ("core", "user", "internal")
+]
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)

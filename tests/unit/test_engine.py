@@ -95,6 +95,15 @@ def test_retrystep_waits_then_is_retried_until_it_succeeds(synced):
     assert statuses == ["waiting", "waiting", "success"]
 
 
+def test_the_delayed_retry_message_runs_a_waiting_process_once_its_time_has_come(synced):
+    process = run(start("wf_retry"))
+    assert process.status == "waiting"
+    assert not run_process(str(process.pk))  # too early: the backoff has not passed
+    Process.objects.filter(pk=process.pk).update(retry_at=timezone.now())
+    process = run(process)  # what the countdown message does when it arrives
+    assert process.status == "waiting" and process.retry_count == 2
+
+
 def test_retrystep_fails_after_the_limit(synced, settings):
     settings.ORCHESTRATOR_RETRY_MAX_ATTEMPTS = 1
     process = run(start("wf_retry"))

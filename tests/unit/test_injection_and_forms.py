@@ -150,5 +150,12 @@ def test_json_schema_of_a_form_page():
     assert schema["properties"]["site"]["enum"] == ["ams", "lon"]
     assert schema["properties"]["password"]["format"] == "password"
     assert schema["properties"]["password"]["writeOnly"] is True
+    class Sizes(forms.Form):
+        ratio = forms.FloatField()
+        price = forms.DecimalField()
+
+    sizes = form_json_schema(Sizes)["properties"]
+    assert sizes["ratio"]["type"] == "number"
+    assert (sizes["price"]["type"], sizes["price"]["format"]) == ("string", "decimal")
     rack = form_json_schema(RackForm)["properties"]["rack"]
     assert (rack["type"], rack["minimum"], rack["maximum"]) == ("integer", 1, 42)

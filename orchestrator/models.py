@@ -6,6 +6,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
 
 class WorkflowType(models.TextChoices):
@@ -142,6 +143,17 @@ class Process(models.Model):
         if self.position < len(self.planned_steps):
             return self.planned_steps[self.position]
         return None
+
+
+class ProcessUserObjectPermission(UserObjectPermissionBase):
+    """Per-object grants on processes with a real foreign key (django-guardian's direct
+    permission model), so lists of a big table filter by an indexed join."""
+
+    content_object = models.ForeignKey(Process, on_delete=models.CASCADE)
+
+
+class ProcessGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey(Process, on_delete=models.CASCADE)
 
 
 class ProcessTag(models.Model):

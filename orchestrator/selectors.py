@@ -24,9 +24,8 @@ def workflows_for_user(user) -> QuerySet[Workflow]:
 def processes_for_user(user) -> QuerySet[Process]:
     """Processes the user may see; per-object grants widen a missing model permission."""
     return get_objects_for_user(
-        user, "orchestrator.view_process", klass=Process.objects.select_related("workflow"),
-        accept_global_perms=True,
-    )
+        user, "orchestrator.view_process", klass=Process, accept_global_perms=True
+    ).select_related("workflow")
 
 
 def process_step_diffs(process: Process) -> list[dict[str, Any]]:

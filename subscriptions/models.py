@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from django.db import models
+from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
 from orchestrator.models import Process, Workflow
 
@@ -116,8 +117,11 @@ class Subscription(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["-created_at"]
-        indexes = [models.Index(fields=["product", "status"])]
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["product", "status"]),
+            models.Index(fields=["-created_at", "-id"], name="subscription_newest_first"),
+        ]
         permissions = [("set_in_sync", "Can set a subscription in sync again")]
 
     def __str__(self) -> str:
@@ -140,3 +144,14 @@ class ProcessSubscription(models.Model):
 
     def __str__(self) -> str:
         return f"{self.process_id} → {self.subscription_id}"
+
+
+class SubscriptionUserObjectPermission(UserObjectPermissionBase):
+    """Per-object grants on subscriptions with a real foreign key (django-guardian's
+    direct permission model): lists filter by a join on an index, not a text-cast id."""
+
+    content_object = models.ForeignKey(Subscription, on_delete=models.CASCADE)
+
+
+class SubscriptionGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey(Subscription, on_delete=models.CASCADE)

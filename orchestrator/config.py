@@ -122,6 +122,13 @@ def secret_key(debug: bool) -> str:
     key = os.environ.get("SECRET_KEY", "")
     if key and key != DEFAULT_SECRET_KEY:
         return key
+    # The embedded launcher keeps a generated key here; reading it lets `manage.py`
+    # commands run beside `make run` without exporting it by hand.
+    kept = VAR_DIR / "secret_key"
+    if not key and kept.is_file():
+        key = kept.read_text().strip()
+        if key:
+            return key
     if debug:
         return DEFAULT_SECRET_KEY
     raise ConfigError(

@@ -93,7 +93,8 @@ def test_embedded_defaults_are_sqlite_and_the_filesystem_broker():
     assert config.broker_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
 
 
-def test_debug_off_without_a_secret_key_is_refused(monkeypatch):
+def test_debug_off_without_a_secret_key_is_refused(monkeypatch, tmp_path):
+    monkeypatch.setattr(config, "VAR_DIR", tmp_path)
     monkeypatch.delenv("SECRET_KEY", raising=False)
     with pytest.raises(ConfigError) as caught:
         config.secret_key(debug=False)
@@ -104,6 +105,15 @@ def test_debug_off_without_a_secret_key_is_refused(monkeypatch):
     assert config.secret_key(debug=True) == config.DEFAULT_SECRET_KEY
     monkeypatch.setenv("SECRET_KEY", "something-long-and-random")
     assert config.secret_key(debug=False) == "something-long-and-random"
+
+
+def test_the_key_kept_by_the_embedded_launcher_is_used_when_none_is_set(monkeypatch, tmp_path):
+    monkeypatch.setattr(config, "VAR_DIR", tmp_path)
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    (tmp_path / "secret_key").write_text("kept-by-make-run\n")
+    assert config.secret_key(debug=False) == "kept-by-make-run"
+    monkeypatch.setenv("SECRET_KEY", "from-the-environment")
+    assert config.secret_key(debug=False) == "from-the-environment"
 
 
 @pytest.mark.parametrize("raw", ["maybe", "2", "enabled", "tru"])

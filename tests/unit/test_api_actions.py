@@ -5,23 +5,12 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
-from orchestrator import services
 from orchestrator.crypto import token_digest
 from orchestrator.models import EngineSettings, Process, ProcessStatus, ProcessStep
-from orchestrator.runner import run_process
 from orchestrator.schedules import SWEEP_TASK_NAME, set_workflow_schedule
+from tests.helpers import run, start
 
 pytestmark = pytest.mark.django_db
-
-
-def start(name: str, *pages: dict, user=None, **kwargs) -> Process:
-    return services.start_process(workflow_name=name, input_pages=list(pages), user=user, **kwargs)
-
-
-def run(process: Process) -> Process:
-    run_process(str(process.pk))
-    process.refresh_from_db()
-    return process
 
 
 def post(client: APIClient, path: str, data=None):

@@ -7,23 +7,12 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from guardian.shortcuts import assign_perm
 
-from orchestrator import services
 from orchestrator.models import Process, ProcessStatus, ProcessStep
-from orchestrator.runner import run_process
+from tests.helpers import run, start
 
 pytestmark = pytest.mark.django_db
 
 PASSWORD = "hunter2-Sup3r-S3cret-!"  # appears nowhere in any API answer
-
-
-def start(name: str, *pages: dict, user=None, **kwargs) -> Process:
-    return services.start_process(workflow_name=name, input_pages=list(pages), user=user, **kwargs)
-
-
-def run(process: Process) -> Process:
-    run_process(str(process.pk))
-    process.refresh_from_db()
-    return process
 
 
 # --- starting -----------------------------------------------------------------------------

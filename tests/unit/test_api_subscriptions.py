@@ -11,16 +11,11 @@ from orchestrator import services
 from orchestrator.models import Process
 from orchestrator.runner import run_process
 from subscriptions.models import FixedInput, ProductBlock, Subscription
+from tests.helpers import run
 
 pytestmark = pytest.mark.django_db
 
 NO_SUCH_ID = "8f5b3a0e-3f39-4a5e-9a55-0a3c2b1f1a11"
-
-
-def run(process: Process) -> Process:
-    run_process(str(process.pk))
-    process.refresh_from_db()
-    return process
 
 
 def start_on(subscription: Subscription, workflow: str, *pages: dict, user=None) -> Process:

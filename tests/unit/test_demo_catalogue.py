@@ -12,10 +12,10 @@ from orchestrator import services
 from orchestrator.exceptions import Conflict, FormInvalid
 from orchestrator.forms import validate_pages
 from orchestrator.models import Process, ProcessStep, Workflow
-from orchestrator.runner import run_process
 from subscriptions import demo
 from subscriptions.demo_workflows import WORKFLOWS, Node, create_port_form
 from subscriptions.models import FixedInput, Product, ProductBlock, ProductType, Subscription
+from tests.helpers import run
 
 pytestmark = pytest.mark.django_db
 
@@ -28,12 +28,6 @@ def loaded(synced) -> dict[str, Subscription]:
 
 def product(name: str) -> Product:
     return Product.objects.get(name=name)
-
-
-def run(process: Process) -> Process:
-    run_process(str(process.pk))
-    process.refresh_from_db()
-    return process
 
 
 def by_type(product_type: str):

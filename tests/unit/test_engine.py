@@ -13,18 +13,9 @@ from orchestrator.exceptions import Conflict, FormInvalid, NotFound, Preconditio
 from orchestrator.models import Process, ProcessStep, WorkerPing, Workflow
 from orchestrator.runner import run_process
 from orchestrator.workflow import StepList, begin, done, init, step
+from tests.helpers import run, start
 
 pytestmark = pytest.mark.django_db
-
-
-def start(name: str, *pages: dict, **kwargs) -> Process:
-    return services.start_process(workflow_name=name, input_pages=list(pages), **kwargs)
-
-
-def run(process: Process) -> Process:
-    run_process(str(process.pk))
-    process.refresh_from_db()
-    return process
 
 
 def step_log(process: Process) -> list[tuple[str, str]]:

@@ -12,9 +12,9 @@ from guardian.shortcuts import assign_perm
 
 from orchestrator import services
 from orchestrator.models import Process
-from orchestrator.runner import run_process
 from subscriptions.models import Subscription
 from tests.factories import user_with_role
+from tests.helpers import run, start_on
 
 pytestmark = pytest.mark.django_db
 
@@ -27,18 +27,6 @@ def html(response) -> str:
 
 def notes(response) -> list[str]:
     return [str(message) for message in get_messages(response.wsgi_request)]
-
-
-def run(process: Process) -> Process:
-    run_process(str(process.pk))
-    process.refresh_from_db()
-    return process
-
-
-def start_on(subscription: Subscription, workflow: str, *pages: dict) -> Process:
-    return services.start_process(
-        workflow_name=workflow, subscription=subscription.pk, input_pages=list(pages)
-    )
 
 
 def detail_url(subscription: Subscription) -> str:

@@ -7,24 +7,12 @@ import pytest
 from orchestrator import services
 from orchestrator.exceptions import Conflict, FormInvalid, NotFound
 from orchestrator.models import Process, Workflow
-from orchestrator.runner import run_process
 from subscriptions import selectors
 from subscriptions.models import Subscription
 from subscriptions.services import set_in_sync
+from tests.helpers import run, start_on
 
 pytestmark = pytest.mark.django_db
-
-
-def run(process: Process) -> Process:
-    run_process(str(process.pk))
-    process.refresh_from_db()
-    return process
-
-
-def start_on(subscription: Subscription, workflow: str, *pages: dict) -> Process:
-    return services.start_process(
-        workflow_name=workflow, subscription=subscription.pk, input_pages=list(pages)
-    )
 
 
 def test_create_makes_an_active_in_sync_subscription_from_the_domain_model(create_box):

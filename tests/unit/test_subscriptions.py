@@ -186,3 +186,20 @@ def test_process_page_and_api_link_the_subscription_only_for_those_who_may_see_i
     assert f"/subscriptions/{box.pk}/" in page
     assign_perm("orchestrator.view_process", nobody, process)
     assert api(nobody).get(f"/api/processes/{process.pk}/").json()["subscriptions"] == []
+
+
+def test_task_validate_products_starts_a_validation_per_active_subscription(create_box):
+    from django_celery_beat.models import PeriodicTask
+
+    healthy, retired = create_box("healthy"), create_box("retired")
+    assert run(start_on(retired, "terminate_box")).status == "completed"
+    task = run(services.start_process(workflow_name="task_validate_products", input_pages=[]))
+    assert task.status == "completed"
+    children = Process.objects.filter(parent=task)
+    validated = {str(s.pk) for child in children for s in child.subscriptions.all()}
+    assert str(healthy.pk) in validated and str(retired.pk) not in validated
+    assert all(child.workflow.name == "validate_box" for child in children)
+    for child in children:
+        assert run(child).status == "completed"
+    schedule = PeriodicTask.objects.get(name="workflow:task_validate_products")
+    assert (schedule.crontab.minute, schedule.crontab.hour) == ("0", "2")

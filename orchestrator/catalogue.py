@@ -68,6 +68,7 @@ class WorkflowDefinition:
             "cron": self.cron,
             "concurrency_limit": self.concurrency_limit,
             "concurrency_limit_strategy": str(self.concurrency_limit_strategy),
+            "removed_at": None,
         }
 
 

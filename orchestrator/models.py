@@ -47,6 +47,10 @@ class Workflow(models.Model):
         max_length=16, choices=ConcurrencyStrategy.choices, default=ConcurrencyStrategy.ENQUEUE
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    removed_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="Gone from the code but kept because processes refer to it (audit).",
+    )
 
     class Meta:
         ordering = ["name"]

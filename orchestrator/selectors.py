@@ -18,7 +18,7 @@ def workflows_for_user(user) -> QuerySet[Workflow]:
     """Workflows the user may see: model-level view permission, or a per-object grant."""
     return get_objects_for_user(
         user, "orchestrator.view_workflow", klass=Workflow, accept_global_perms=True
-    )
+    ).filter(removed_at__isnull=True)
 
 
 def processes_for_user(user) -> QuerySet[Process]:

@@ -392,8 +392,9 @@ def workflow_changes() -> list[tuple[str, str, dict[str, Any]]]:
         schedule = schedules.pop(definition.name, None)
         if (cron_of(schedule) if schedule else "") != definition.cron:
             changes.append(("schedule", definition.name, {"cron": definition.cron}))
-    for name in rows:
-        changes.append(("remove", name, {}))
+    for name, row in rows.items():
+        if row.removed_at is None:
+            changes.append(("remove", name, {}))
     for name in schedules:
         changes.append(("schedule", name, {"cron": ""}))
     return changes
@@ -413,6 +414,7 @@ def sync_workflows() -> list[tuple[str, str, dict[str, Any]]]:
                 Workflow.objects.filter(name=name).update(**values)
             elif action == "remove":
                 Workflow.objects.filter(name=name, processes__isnull=True).delete()
+                Workflow.objects.filter(name=name).update(removed_at=timezone.now())
             elif action == "schedule":
                 queue = str(definition.type) if definition else "core"
                 set_workflow_schedule(name, values["cron"], queue)

@@ -276,3 +276,10 @@ def test_migrate_workflows_reports_and_applies_differences(synced):
     assert changes == {("update", "task_demo"), ("remove", "gone_from_code")}
     sync_workflows()
     assert workflow_changes() == []
+    # A workflow gone from the code but with runs is kept (audit), hidden, and not reported again.
+    kept = Workflow.objects.create(name="gone_with_runs", module="x", function="y")
+    Process.objects.create(workflow=kept, status="completed")
+    assert [action for action, name, _ in workflow_changes()] == ["remove"]
+    sync_workflows()
+    kept.refresh_from_db()
+    assert kept.removed_at is not None and workflow_changes() == []

@@ -11,9 +11,11 @@ import inspect
 from collections.abc import Generator
 from typing import Any
 
+from cryptography.fernet import InvalidToken
 from django import forms
 
-from orchestrator.exceptions import FormInvalid
+from orchestrator.crypto import decrypt_json, encrypt_json
+from orchestrator.exceptions import FormInvalid, OrchestratorError
 from orchestrator.injection import call_with_state, to_json
 
 MAX_PAGES = 20
@@ -179,3 +181,121 @@ def form_json_schema(form_class: type[forms.BaseForm] | None) -> dict[str, Any] 
         "required": required,
         "additionalProperties": False,
     }
+
+
+# --- multi-page forms in the browser ---------------------------------------------------------
+# The raw data of the pages already filled in travels back and forth in one hidden field,
+# encrypted (authenticated) with the secret key, so a secret typed on an earlier page never
+# appears in the HTML and a tampered value is refused rather than trusted. Each POST replays
+# every page through `validate_pages`, exactly as the services do.
+
+PAGES_FIELD = "__pages"
+
+
+class PagesUnreadable(Exception):
+    """The hidden field with the earlier pages is missing its integrity or shape."""
+
+
+def encode_pages(pages: list[dict[str, Any]], purpose: str) -> str:
+    """The pages filled in so far, encrypted and bound to the form they belong to."""
+    return encrypt_json({"for": purpose, "pages": pages}) if pages else ""
+
+
+def decode_pages(token: str, purpose: str) -> list[dict[str, Any]]:
+    if not token:
+        return []
+    try:
+        value = decrypt_json(token)
+    except (InvalidToken, ValueError, TypeError) as error:
+        raise PagesUnreadable(str(error)) from None
+    if not isinstance(value, dict) or value.get("for") != purpose:
+        raise PagesUnreadable("the pages belong to another form")
+    pages = value.get("pages")
+    if not isinstance(pages, list) or not all(isinstance(page, dict) for page in pages):
+        raise PagesUnreadable("not a list of pages")
+    return pages
+
+
+def page_data(form_class: type[forms.BaseForm], data) -> dict[str, Any]:
+    """The raw values of one page's own fields, as the services take them."""
+    page: dict[str, Any] = {}
+    for name, field in form_class.base_fields.items():
+        if getattr(field.widget, "allow_multiple_selected", False):
+            if name in data:
+                page[name] = data.getlist(name)
+        elif name in data:
+            page[name] = data.get(name)
+    return page
+
+
+def add_service_errors(form: forms.BaseForm | None, error: OrchestratorError) -> list[str]:
+    """Put an error's field errors on the form where they name a field; return the rest."""
+    rest = []
+    for field, problems in error.field_errors.items():
+        if field == "form":
+            continue
+        items = problems if isinstance(problems, list) else [problems]
+        if form is not None and form.is_bound and field in form.fields:
+            for problem in items:
+                form.add_error(field, str(problem))
+        else:
+            rest.extend(str(problem) for problem in items)
+    return rest
+
+
+class PagedForm:
+    """Where a multi-page form stands after one request: the page to show and its errors."""
+
+    def __init__(self, form_spec: Any, state: dict[str, Any], purpose: str = "") -> None:
+        self.form_spec = form_spec
+        self.state = state
+        self.purpose = purpose
+        self.pages: list[dict[str, Any]] = []
+        self.form: forms.BaseForm | None = None
+        self.errors: list[str] = []
+        self.complete = False
+
+    @property
+    def pages_token(self) -> str:
+        return encode_pages(self.pages, self.purpose)
+
+    @property
+    def page_number(self) -> int:
+        return len(self.pages) + 1
+
+    def start(self) -> PagedForm:
+        """The first page, unbound (or `complete` when the spec has no page)."""
+        self.pages = []
+        result = validate_pages(self.form_spec, [], self.state)
+        self.form = result.next_form() if result.next_form else None
+        self.complete = result.complete
+        return self
+
+    def submit(self, data) -> PagedForm:
+        """Replay the earlier pages, validate the posted page, and move to the next one."""
+        try:
+            self.pages = decode_pages(data.get(PAGES_FIELD, ""), self.purpose)
+            result = validate_pages(self.form_spec, self.pages, self.state)
+        except (PagesUnreadable, FormInvalid):
+            self.start()
+            self.errors.append("The earlier pages of this form could not be read; start again.")
+            return self
+        if result.complete:
+            self.complete = True
+            return self
+        form = result.next_form(data=data)
+        self.form = form
+        if not form.is_valid():
+            return self
+        pages = [*self.pages, page_data(result.next_form, data)]
+        try:
+            result = validate_pages(self.form_spec, pages, self.state)
+        except FormInvalid as error:
+            self.errors.extend(add_service_errors(form, error) or [error.message])
+            return self
+        self.pages = pages
+        if result.complete:
+            self.complete = True
+        else:
+            self.form = result.next_form()
+        return self

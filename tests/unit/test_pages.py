@@ -10,7 +10,7 @@ from django.http import QueryDict
 from django.urls import reverse
 
 from orchestrator import services, views
-from orchestrator.forms import SecretField
+from orchestrator.forms import PAGES_FIELD, PagedForm, SecretField
 from orchestrator.models import EngineSettings, Process, ProcessStatus, ProcessTag
 from orchestrator.runner import run_process
 from tests.factories import user_with_role
@@ -247,10 +247,10 @@ def test_multi_page_form_goes_page_by_page_without_echoing_a_secret(client, oper
     assert SECRET not in page
     token = first.context["paged"].pages_token
     assert token and SECRET not in token
-    invalid = client.post(url, {views.PAGES_FIELD: token, "size": "11"})
+    invalid = client.post(url, {PAGES_FIELD: token, "size": "11"})
     assert invalid.status_code == 400 and "less than or equal to 10" in html(invalid)
     assert SECRET not in html(invalid)
-    done = client.post(url, {views.PAGES_FIELD: token, "size": "3"})
+    done = client.post(url, {PAGES_FIELD: token, "size": "3"})
     assert done.status_code == 302
     process = Process.objects.get()
     assert process.state["name"] == "edge-1" and process.state["size"] == 3
@@ -258,12 +258,12 @@ def test_multi_page_form_goes_page_by_page_without_echoing_a_secret(client, oper
 
 
 def test_paged_form_replays_pages_and_refuses_a_forged_token():
-    paged = views.PagedForm(two_pages, {}).submit(QueryDict("name=a&password=b"))
+    paged = PagedForm(two_pages, {}).submit(QueryDict("name=a&password=b"))
     assert not paged.complete and paged.page_number == 2
-    forged = views.PagedForm(two_pages, {}).submit(QueryDict(f"{views.PAGES_FIELD}=gAAAA-forged"))
+    forged = PagedForm(two_pages, {}).submit(QueryDict(f"{PAGES_FIELD}=gAAAA-forged"))
     assert forged.page_number == 1 and forged.errors and not forged.complete
-    elsewhere = views.PagedForm(two_pages, {}, purpose="start:other")
-    elsewhere.submit({views.PAGES_FIELD: paged.pages_token})
+    elsewhere = PagedForm(two_pages, {}, purpose="start:other")
+    elsewhere.submit({PAGES_FIELD: paged.pages_token})
     assert elsewhere.page_number == 1 and elsewhere.errors
 
 
@@ -277,15 +277,15 @@ def test_hostile_input_never_gives_a_500(client, operator):
     huge = "x" * 10_000
     for data in (
         {"message": huge, "step_seconds": huge},
-        {"message": "ok", views.PAGES_FIELD: "not json at all"},
-        {"message": "ok", views.PAGES_FIELD: '[{"message": "a"}, 1, null]'},
-        {"message": "ok", views.PAGES_FIELD: huge},
+        {"message": "ok", PAGES_FIELD: "not json at all"},
+        {"message": "ok", PAGES_FIELD: '[{"message": "a"}, 1, null]'},
+        {"message": "ok", PAGES_FIELD: huge},
         {"message": "<script>alert(1)</script>", "step_seconds": "nan"},
         {"message": "\x00\u202e🙂", "step_seconds": "1e309"},
     ):
         response = client.post(url, data)
         assert response.status_code in (200, 302, 400), data
-    no_form = client.post(reverse("workflow-start", args=["wf_input"]), {views.PAGES_FIELD: "x"})
+    no_form = client.post(reverse("workflow-start", args=["wf_input"]), {PAGES_FIELD: "x"})
     assert no_form.status_code == 400 and not Process.objects.filter(workflow__name="wf_input")
     assert "<script>alert(1)</script>" not in html(
         client.post(url, {"message": "<script>alert(1)</script>", "step_seconds": "nan"})
@@ -311,8 +311,8 @@ def test_hostile_resume_input_never_gives_a_500(client, operator):
     for data in (
         {"confirm": "on", "vlan": "9" * 10_000},
         {"confirm": "x" * 10_000, "vlan": "-1"},
-        {views.PAGES_FIELD: "garbage", "vlan": "5"},
-        {views.PAGES_FIELD: "x" * 10_000},
+        {PAGES_FIELD: "garbage", "vlan": "5"},
+        {PAGES_FIELD: "x" * 10_000},
     ):
         assert client.post(url, data).status_code in (200, 302, 400), data
     process.refresh_from_db()

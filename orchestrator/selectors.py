@@ -28,6 +28,33 @@ def processes_for_user(user) -> QuerySet[Process]:
     ).select_related("workflow")
 
 
+def input_state(process: Process) -> dict[str, Any]:
+    """The state an input form is built from: the stored state and, in memory only, the
+    run's secrets (none if the key they were encrypted with is gone)."""
+    from cryptography.fernet import InvalidToken
+
+    from orchestrator.crypto import decrypt_json
+
+    try:
+        secrets = decrypt_json(process.secrets)
+    except (InvalidToken, ValueError):
+        secrets = {}
+    return {**process.state, **secrets}
+
+
+def current_input_form(process: Process) -> Any:
+    """The form spec of the input step a suspended process waits at (or None); raises
+    StepsGone when a deployment removed the step."""
+    from orchestrator.runner import align_position, workflow_steps
+    from orchestrator.workflow import StepKind
+
+    if process.status != "suspended":
+        return None
+    steps = workflow_steps(process)
+    step = steps[align_position(process, steps)]
+    return step.func if step.kind == StepKind.INPUT else None
+
+
 def process_step_diffs(process: Process) -> list[dict[str, Any]]:
     """Each logged step with what it changed in the state compared with the one before."""
     previous: dict[str, Any] = {}

@@ -31,7 +31,6 @@ from orchestrator.models import (
 )
 from orchestrator.permissions import require
 from orchestrator.runner import StepsGone, align_position, workflow_steps
-from orchestrator.workflow import StepKind
 
 logger = logging.getLogger(__name__)
 MAX_CALLBACK_PROGRESS = 2000
@@ -154,15 +153,6 @@ def start_process(
     return process
 
 
-def current_input_form(process: Process) -> Any:
-    """The form spec of the input step a suspended process waits at (or None)."""
-    if process.status != ProcessStatus.SUSPENDED:
-        return None
-    steps = workflow_steps(process)
-    step = steps[align_position(process, steps)]
-    return step.func if step.kind == StepKind.INPUT else None
-
-
 def resume_process(*, process: Process, input_pages: list[Any] | None = None, user=None) -> Process:
     """Submit input to a suspended process, or retry a failed/waiting one from its failed step."""
     require(user, "orchestrator.resume_process", process)
@@ -193,7 +183,7 @@ def submit_input(process: Process, input_pages: list[Any], user) -> None:
     steps = workflow_steps(process)
     position = align_position(process, steps)
     step = steps[position]
-    state = {**process.state, **decrypt_json(process.secrets)}
+    state = selectors.input_state(process)
     result = validate_pages(step.func, list(input_pages), state=state)
     require_all_pages(result)
     process.state = {**process.state, **result.data}

@@ -8,10 +8,8 @@ Multi-page input forms in the browser: `orchestrator.forms.PagedForm`.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import django_filters
-from cryptography.fernet import InvalidToken
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -27,7 +25,6 @@ from django_celery_beat.models import PeriodicTask
 from guardian.shortcuts import get_objects_for_user
 
 from orchestrator import registry, selectors, services
-from orchestrator.crypto import decrypt_json
 from orchestrator.exceptions import NotFound, OrchestratorError
 from orchestrator.forms import PAGES_FIELD, PagedForm, add_service_errors
 from orchestrator.models import (
@@ -284,25 +281,16 @@ def visible_process(request: HttpRequest, pk) -> Process:
     )
 
 
-def process_input_state(process: Process) -> dict[str, Any]:
-    """The state an input form is built from: as the service builds it (secrets in memory)."""
-    try:
-        secrets = decrypt_json(process.secrets)
-    except (InvalidToken, ValueError):
-        secrets = {}
-    return {**process.state, **secrets}
-
-
 def input_form_for(process: Process) -> tuple[PagedForm | None, str]:
     """The suspended process's input form, or a reason why it cannot be shown."""
     try:
-        spec = services.current_input_form(process)
+        spec = selectors.current_input_form(process)
     except StepsGone as error:
         return None, f"The input form cannot be shown: {error}"
     if spec is None:
         return None, ""
     purpose = f"resume:{process.pk}:{process.position}"
-    return PagedForm(spec, process_input_state(process), purpose=purpose), ""
+    return PagedForm(spec, selectors.input_state(process), purpose=purpose), ""
 
 
 def process_context(request: HttpRequest, process: Process, paged: PagedForm | None = None):

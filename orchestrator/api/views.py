@@ -173,10 +173,10 @@ def suspended_form_schema(process: Process) -> dict[str, Any] | None:
     if process.status != ProcessStatus.SUSPENDED:
         return None
     try:
-        form_spec = services.current_input_form(process)
+        form_spec = selectors.current_input_form(process)
         if form_spec is None:
             return None
-        result = validate_pages(form_spec, [], state=dict(process.state))
+        result = validate_pages(form_spec, [], state=selectors.input_state(process))
     except Exception:
         logger.exception("could not build the input form of process %s", process.pk)
         return None

@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth.models import Group
 from django.db.models import Count
 
-from orchestrator import services
+from orchestrator import selectors, services
 from orchestrator.exceptions import Conflict, FormInvalid
 from orchestrator.forms import validate_pages
 from orchestrator.models import Process, ProcessStep, Workflow
@@ -157,7 +157,7 @@ def test_create_node_suspends_for_confirmation_and_resumes(loaded):
     assert (node.status, node.insync) == ("provisioning", False)
     assert process.state["loopback"] == "10.255.255.3"
     assert "set system host-name fra-access-01" in process.state["config"]
-    form = services.current_input_form(process)
+    form = selectors.current_input_form(process)
     schema = validate_pages(form, [], state=process.state).next_form
     assert "10.255.255.3" in str(schema.base_fields["confirm"].label)
     with pytest.raises(FormInvalid) as invalid:

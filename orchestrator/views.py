@@ -165,8 +165,7 @@ def start_problem(workflow: Workflow, subscription, product) -> str:
         if product is None:
             return (f"{workflow.name} creates a subscription: start it from the products page, "
                     "for the product it should create.")
-        if not product.workflows.filter(pk=workflow.pk).exists():
-            return f"{workflow.name} is not a workflow of the product {product.name}"
+        return subscription_selectors.create_refusal(workflow, product) or ""
     return ""
 
 

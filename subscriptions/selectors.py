@@ -90,6 +90,13 @@ def workflow_usability(workflow: Workflow, subscription: Subscription) -> Usabil
     return Usability(True)
 
 
+def create_refusal(workflow: Workflow, product: Product) -> str | None:
+    """Why `workflow` may not create a subscription of `product` (None when it may)."""
+    if not product.workflows.filter(pk=workflow.pk).exists():
+        return f"{workflow.name} is not a workflow of the product {product.name}"
+    return None
+
+
 def subscription_workflows(subscription: Subscription) -> list[tuple[Workflow, Usability]]:
     """Every workflow that could apply to the subscription, with its usability."""
     names = product_workflow_names(subscription.product)

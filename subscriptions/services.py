@@ -13,6 +13,7 @@ from orchestrator.permissions import require
 from subscriptions.models import ProcessSubscription, Product, Subscription
 from subscriptions.selectors import (
     SUBSCRIPTION_TARGETS,
+    create_refusal,
     describe_process,
     open_processes,
     workflow_usability,
@@ -89,8 +90,9 @@ def reserve_for_process(
         ).isdigit() else Product.objects.filter(name=product_id).first()
         if product is None:
             raise NotFound(f"Unknown product {product_id!r}")
-        if not product.workflows.filter(pk=workflow.pk).exists():
-            raise Conflict(f"{workflow.name} is not a workflow of the product {product.name}")
+        refusal = create_refusal(workflow, product)
+        if refusal:
+            raise Conflict(refusal)
         return {"product": product.pk}, None
     return {}, None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from django.conf import settings
@@ -56,12 +57,39 @@ def default_product_workflows() -> QuerySet[Workflow]:
     return Workflow.objects.filter(name__in=settings.DEFAULT_PRODUCT_WORKFLOWS)
 
 
-def workflow_usability(workflow: Workflow, subscription: Subscription) -> Usability:
+class SubscriptionFacts:
+    """What the usability rules read about one subscription, each fetched at most once, so
+    judging all of its workflows costs the same queries as judging one."""
+
+    def __init__(self, subscription: Subscription) -> None:
+        self.subscription = subscription
+
+    @cached_property
+    def product_workflow_names(self) -> set[str]:
+        return product_workflow_names(self.subscription.product)
+
+    @cached_property
+    def holders(self) -> list[str]:
+        return [describe_process(p) for p in open_processes(self.subscription)[:3]]
+
+    @cached_property
+    def in_use_by(self) -> list[Subscription]:
+        return list(self.subscription.in_use_by.all())
+
+    @cached_property
+    def related(self) -> list[Subscription]:
+        return list(self.subscription.depends_on.all()) + self.in_use_by
+
+
+def workflow_usability(
+    workflow: Workflow, subscription: Subscription, facts: SubscriptionFacts | None = None
+) -> Usability:
     """Whether `workflow` may start on `subscription` now, with the reason when not."""
+    facts = facts or SubscriptionFacts(subscription)
     if workflow.target not in SUBSCRIPTION_TARGETS:
         return Usability(False, f"{workflow.name} is a {workflow.target} workflow, "
                                 "not one that runs on an existing subscription")
-    if workflow.name not in product_workflow_names(subscription.product):
+    if workflow.name not in facts.product_workflow_names:
         return Usability(False, f"{workflow.name} is not a workflow of the product "
                                 f"{subscription.product.name}")
     lifecycles = usable_lifecycles(workflow)
@@ -74,16 +102,14 @@ def workflow_usability(workflow: Workflow, subscription: Subscription) -> Usabil
         or workflow.name in settings.WF_USABLE_WHILE_OUT_OF_SYNC
     )
     if not subscription.insync and not may_run_out_of_sync:
-        holders = [describe_process(p) for p in open_processes(subscription)[:3]]
-        held_by = f": held by {', '.join(holders)}" if holders else ""
+        held_by = f": held by {', '.join(facts.holders)}" if facts.holders else ""
         return Usability(False, f"Subscription {subscription.pk} is out of sync{held_by}")
-    related = list(subscription.depends_on.all()) + list(subscription.in_use_by.all())
-    unsynced = [s for s in related if not s.insync and s.status != "terminated"]
+    unsynced = [s for s in facts.related if not s.insync and s.status != "terminated"]
     if unsynced and not may_run_out_of_sync:
         names = ", ".join(f"{s.description} ({s.pk})" for s in unsynced)
         return Usability(False, f"Related subscription(s) out of sync: {names}")
     if settings.WF_BLOCKED_BY_IN_USE_BY_SUBSCRIPTIONS.get(workflow.target, False):
-        users = [s for s in subscription.in_use_by.all() if s.status != "terminated"]
+        users = [s for s in facts.in_use_by if s.status != "terminated"]
         if users:
             names = ", ".join(f"{s.description} ({s.pk})" for s in users)
             return Usability(False, f"Subscription is in use by: {names}")
@@ -99,9 +125,11 @@ def create_refusal(workflow: Workflow, product: Product) -> str | None:
 
 def subscription_workflows(subscription: Subscription) -> list[tuple[Workflow, Usability]]:
     """Every workflow that could apply to the subscription, with its usability."""
-    names = product_workflow_names(subscription.product)
-    workflows = Workflow.objects.filter(name__in=names, target__in=SUBSCRIPTION_TARGETS)
-    return [(workflow, workflow_usability(workflow, subscription)) for workflow in workflows]
+    facts = SubscriptionFacts(subscription)
+    workflows = Workflow.objects.filter(
+        name__in=facts.product_workflow_names, target__in=SUBSCRIPTION_TARGETS
+    )
+    return [(workflow, workflow_usability(workflow, subscription, facts)) for workflow in workflows]
 
 
 def subscriptions_for_user(user) -> QuerySet[Subscription]:

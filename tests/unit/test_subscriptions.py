@@ -203,3 +203,21 @@ def test_task_validate_products_starts_a_validation_per_active_subscription(crea
         assert run(child).status == "completed"
     schedule = PeriodicTask.objects.get(name="workflow:task_validate_products")
     assert (schedule.crontab.minute, schedule.crontab.hour) == ("0", "2")
+
+
+def test_judging_all_workflows_of_a_subscription_costs_no_query_per_workflow(create_box):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    box = create_box()
+    product = box.product
+
+    def queries() -> int:
+        box.refresh_from_db()
+        with CaptureQueriesContext(connection) as captured:
+            selectors.subscription_workflows(box)
+        return len(captured)
+
+    many = queries()
+    product.workflows.remove(*product.workflows.filter(name__in=["modify_box", "validate_box"]))
+    assert queries() == many

@@ -26,7 +26,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from orchestrator import registry, selectors
+from orchestrator import extensions, registry, selectors
 from orchestrator.crypto import decrypt_json, redact, token_digest
 from orchestrator.exceptions import ProcessFailureError
 from orchestrator.injection import call_with_state, to_json
@@ -225,6 +225,17 @@ def make_room_for_other_writers(step_seconds: float) -> None:
     time.sleep(min(step_seconds, 0.1))
 
 
+def secret_strings(value: Any) -> set[str]:
+    """Every non-empty string inside the run's secrets (nested ones too), to redact."""
+    if isinstance(value, str):
+        return {value} if value else set()
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list | tuple):
+        return set().union(*(secret_strings(item) for item in value)) if value else set()
+    return set()
+
+
 class ProcessRun:
     """One worker's turn at one process, holding its lease."""
 
@@ -232,7 +243,7 @@ class ProcessRun:
         self.process = process
         self.owner = owner
         self.secrets = decrypt_json(process.secrets)
-        self.secret_values = {v for v in self.secrets.values() if isinstance(v, str) and v}
+        self.secret_values = secret_strings(self.secrets)
         self.replanned = False
 
     def run(self) -> None:
@@ -276,6 +287,7 @@ class ProcessRun:
             with transaction.atomic():
                 outcome = self.execute(step)
                 self.commit(step, outcome, started)
+                extensions.process_stopped(self.process, outcome.process_status)
         except LeaseLost:
             logger.warning("lost the lease of %s; another worker goes on", self.process.pk)
             return None
@@ -380,6 +392,7 @@ class ProcessRun:
         outcome.engine_paused = write_step(self.process.pk, self.owner, log_row, values)
         self.process.state = outcome.state
         self.process.position = outcome.position
+        self.process.status = outcome.process_status
         self.process.delivery_count = 0
 
     def update(self, values: dict[str, Any]) -> None:
@@ -421,6 +434,7 @@ class ProcessRun:
                     completed_at=timezone.now(),
                 )
                 self.update(values)
+                self.tell_extensions(status)
         except LeaseLost:
             logger.warning("lost the lease of %s while recording a failure", self.process.pk)
             return
@@ -429,18 +443,29 @@ class ProcessRun:
 
             enqueue_process(self.process, countdown=retry_delay(self.process.retry_count))
 
+    def tell_extensions(self, status: str) -> None:
+        """A failure is recorded even when an extension cannot take note of it (logged)."""
+        self.process.status = status
+        try:
+            with transaction.atomic():
+                extensions.process_stopped(self.process, status)
+        except Exception:
+            logger.exception("an extension failed to note that %s is %s", self.process.pk, status)
+
     def fail_without_step(self, reason: str) -> None:
         try:
-            self.update(
-                {
-                    "status": ProcessStatus.FAILED,
-                    "failed_reason": reason,
-                    "traceback": "",
-                    "lease_owner": "",
-                    "lease_expires_at": None,
-                    "last_modified_at": timezone.now(),
-                }
-            )
+            with transaction.atomic():
+                self.update(
+                    {
+                        "status": ProcessStatus.FAILED,
+                        "failed_reason": reason,
+                        "traceback": "",
+                        "lease_owner": "",
+                        "lease_expires_at": None,
+                        "last_modified_at": timezone.now(),
+                    }
+                )
+                self.tell_extensions(ProcessStatus.FAILED)
         except LeaseLost:
             pass
 

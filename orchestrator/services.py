@@ -12,7 +12,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from orchestrator import registry, selectors
+from orchestrator import extensions, registry, selectors
 from orchestrator.crypto import decrypt_json, encrypt_json, token_digest
 from orchestrator.exceptions import Conflict, FormInvalid, NotFound, PreconditionFailed
 from orchestrator.forms import FormResult, form_json_schema, validate_pages
@@ -85,6 +85,14 @@ def get_workflow_for_start(workflow_name: str) -> tuple[Workflow, Any]:
     return row, definition
 
 
+def start_form_state(targets: dict[str, Any]) -> dict[str, Any]:
+    """The state a start's input forms are built from, given its (resolved) targets."""
+    state: dict[str, Any] = {}
+    for extension, own in extensions.split_targets(targets):
+        state.update(extension.form_state(own))
+    return state
+
+
 def start_process(
     *,
     workflow_name: str,
@@ -93,21 +101,17 @@ def start_process(
     tags: Iterable[str] = (),
     parent: Process | None = None,
     run_name: str = "",
-    subscription: Any = None,
-    product: Any = None,
+    **targets: Any,
 ) -> Process:
     """Validate the input, store the process and enqueue it when the transaction commits.
 
-    Workflows on a subscription (modify, terminate, validate) take its id: the row is
-    locked, checked for usability and marked out of sync in the same transaction that
-    creates the process. Create workflows take the product (id or name).
+    `targets` name what the run is for, each owned by a domain app's extension
+    (`subscription=` for modify/terminate/validate workflows, `product=` for create
+    workflows, ...): the extension refuses what the user may not see, and may veto or
+    prepare the start inside the transaction that stores the process.
     """
-    from subscriptions.selectors import start_targets
-    from subscriptions.services import link_process, reserve_for_process
-
-    if user is not None:  # a user may only start on what they may see (else: 404)
-        subscription, product = start_targets(user, subscription, product)
-
+    owned = extensions.split_targets(targets)
+    owned = [(extension, extension.resolve_targets(user, own)) for extension, own in owned]
     workflow_row, definition = get_workflow_for_start(workflow_name)
     require(user, "orchestrator.start_workflow", workflow_row)
     spec = definition.load()
@@ -115,18 +119,22 @@ def start_process(
         refusal = spec.run_predicate(workflow_name)
         if refusal:
             raise PreconditionFailed(str(refusal))
-    form_state = {"subscription_id": str(subscription)} if subscription else {}
+    form_state = start_form_state({k: v for _, own in owned for k, v in own.items()})
     pages = [] if input_pages is None else input_pages
     result = validate_pages(spec.initial_input_form, pages, state=form_state)
     require_all_pages(result)
     with transaction.atomic():
-        subscription_state, held = reserve_for_process(
-            workflow=workflow_row,
-            subscription_id=subscription,
-            product_id=product,
-            pages=pages,
-        )
+        reservations = [
+            reservation
+            for extension, own in owned
+            if (reservation := extension.reserve(workflow=workflow_row, targets=own, pages=pages))
+        ]
         status = ProcessStatus.QUEUED if selectors.engine_is_paused() else ProcessStatus.CREATED
+        secrets = dict(result.secrets)
+        state = dict(result.data)
+        for reservation in reservations:
+            state.update(reservation.state)
+            secrets.update(reservation.secrets)
         process = Process(
             workflow=workflow_row,
             status=status,
@@ -135,17 +143,13 @@ def start_process(
             planned_steps=spec.steps.names,
             parent=parent,
             run_name=run_name[:255],
-            secrets=encrypt_json(result.secrets),
+            secrets=encrypt_json(secrets),
         )
-        process.state = {
-            **result.data,
-            **subscription_state,
-            "process_id": str(process.pk),
-            "workflow_name": workflow_name,
-        }
+        process.state = {**state, "process_id": str(process.pk), "workflow_name": workflow_name}
         process.save(force_insert=True)
-        if held is not None:
-            link_process(process, held)
+        for reservation in reservations:
+            if reservation.link is not None:
+                reservation.link(process)
         ProcessTag.objects.bulk_create(
             ProcessTag(process=process, name=str(tag)[:255]) for tag in dict.fromkeys(tags)
         )
@@ -210,6 +214,7 @@ def abort_process(*, process: Process, user=None) -> Process:
         process.lease_owner, process.lease_expires_at = "", None
         process.callback_token = None
         process.save()
+        extensions.process_stopped(process, ProcessStatus.ABORTED)
     return process
 
 
@@ -337,6 +342,7 @@ def fail_timed_out_callback(process: Process) -> None:
                 started_at=now,
                 completed_at=now,
             )
+            extensions.process_stopped(process, ProcessStatus.FAILED)
 
 
 def resume_waiting_processes() -> int:

@@ -24,7 +24,7 @@ from django.views.decorators.http import require_POST
 from django_celery_beat.models import PeriodicTask
 from guardian.shortcuts import get_objects_for_user
 
-from orchestrator import registry, selectors, services
+from orchestrator import extensions, registry, selectors, services
 from orchestrator.exceptions import NotFound, OrchestratorError
 from orchestrator.forms import PAGES_FIELD, PagedForm, add_service_errors
 from orchestrator.models import (
@@ -39,13 +39,12 @@ from orchestrator.models import (
 )
 from orchestrator.permissions import user_may
 from orchestrator.runner import StepsGone
-from subscriptions import selectors as subscription_selectors
 
 logger = logging.getLogger(__name__)
 
-# The subscription or product a start page is for (`?subscription=` / `?product=` on GET).
-SUBSCRIPTION_FIELD = "__subscription"
-PRODUCT_FIELD = "__product"
+# What a start page is for comes as `?<target>=` on GET (`?subscription=`, `?product=`, the
+# start targets the domain apps' extensions own) and in hidden `__<target>` fields on POST.
+TARGET_FIELD_PREFIX = "__"
 PAGE_SIZE = 25
 DASHBOARD_ROWS = 10
 # Statuses in which a process moves on without anyone acting: the page keeps polling.
@@ -131,42 +130,23 @@ def workflow_list(request: HttpRequest) -> HttpResponse:
     return render(request, "orchestrator/workflow_list.html", {"rows": rows})
 
 
-def start_target(request: HttpRequest):
-    """The subscription or product a start page is for: from the query string on GET, from
-    the form's hidden fields on POST. Unknown, invisible or malformed ones are a 404."""
-    if request.method == "POST":
-        subscription_id = request.POST.get(SUBSCRIPTION_FIELD, "")
-        product_id = request.POST.get(PRODUCT_FIELD, "")
-    else:
-        subscription_id = request.GET.get("subscription", "")
-        product_id = request.GET.get("product", "")
-    try:
-        subscription = (
-            subscription_selectors.visible_subscription(request.user, subscription_id)
-            if subscription_id else None
-        )
-        product = (
-            subscription_selectors.visible_product(request.user, product_id)
-            if product_id else None
-        )
-    except NotFound as error:
-        raise Http404(error.message) from None
-    return subscription, product
-
-
-def start_problem(workflow: Workflow, subscription, product) -> str:
-    """Why starting this workflow here would be refused, to say so before the form is filled."""
-    if workflow.target in subscription_selectors.SUBSCRIPTION_TARGETS:
-        if subscription is None:
-            return (f"{workflow.name} runs on a subscription: start it from the page of the "
-                    "subscription it should change.")
-        return subscription_selectors.workflow_usability(workflow, subscription).reason or ""
-    if workflow.target == "create":
-        if product is None:
-            return (f"{workflow.name} creates a subscription: start it from the products page, "
-                    "for the product it should create.")
-        return subscription_selectors.create_refusal(workflow, product) or ""
-    return ""
+def start_page_for(request: HttpRequest, workflow: Workflow) -> extensions.StartPage:
+    """What the extensions show about the start's targets: from the query string on GET,
+    from the form's hidden fields on POST. Unknown, invisible or malformed ones are a 404."""
+    source, prefix = (request.POST, TARGET_FIELD_PREFIX) if request.method == "POST" else (
+        request.GET, ""
+    )
+    raw = {name: source.get(prefix + name, "") for name in extensions.start_target_names()}
+    page = extensions.StartPage()
+    for extension, own in extensions.split_targets(raw):
+        try:
+            part = extension.start_page(request.user, workflow, own)
+        except NotFound as error:
+            raise Http404(error.message) from None
+        page.targets.extend(part.targets)
+        page.problem = page.problem or part.problem
+        page.initial.update(part.initial)
+    return page
 
 
 @login_required
@@ -177,13 +157,15 @@ def workflow_start(request: HttpRequest, name: str) -> HttpResponse:
     definition = registry.get_definition(name)
     if definition is None:
         raise Http404("This workflow is no longer in the code registry.")
-    subscription, product = start_target(request)
+    start_page = start_page_for(request, workflow)
+    targets = {target.name: target.value for target in start_page.targets}
     spec = definition.load()
-    purpose = f"start:{workflow.name}:{subscription.pk if subscription else ''}:" + (
-        str(product.pk) if product else ""
+    purpose = f"start:{workflow.name}:" + ":".join(f"{k}={v}" for k, v in sorted(targets.items()))
+    paged = PagedForm(
+        getattr(spec, "initial_input_form", None),
+        state=services.start_form_state(targets),
+        purpose=purpose,
     )
-    state = {"subscription_id": str(subscription.pk)} if subscription else {}
-    paged = PagedForm(getattr(spec, "initial_input_form", None), state=state, purpose=purpose)
     try:
         if request.method == "POST":
             paged.submit(request.POST)
@@ -196,11 +178,7 @@ def workflow_start(request: HttpRequest, name: str) -> HttpResponse:
     if request.method == "POST" and paged.complete and not paged.errors:
         try:
             process = services.start_process(
-                workflow_name=name,
-                input_pages=paged.pages,
-                user=request.user,
-                subscription=subscription.pk if subscription else None,
-                product=product.pk if product else None,
+                workflow_name=name, input_pages=paged.pages, user=request.user, **targets
             )
         except OrchestratorError as error:
             paged.errors.extend(add_service_errors(paged.form, error) or [error.message])
@@ -209,20 +187,19 @@ def workflow_start(request: HttpRequest, name: str) -> HttpResponse:
             messages.success(request, f"Started {name}.")
             return redirect("process-detail", pk=process.pk)
     form = paged.form
-    if subscription is not None and form is not None and not form.is_bound:
-        if "version" in form.fields:  # the stale-data check compares it at the start
-            form.initial.setdefault("version", subscription.version)
+    if form is not None and not form.is_bound:
+        for field_name, value in start_page.initial.items():
+            if field_name in form.fields:
+                form.initial.setdefault(field_name, value)
+    back = next((target for target in start_page.targets if target.back_url), None)
     context = {
         "workflow": workflow,
         "paged": paged,
         "pages_field": PAGES_FIELD,
-        "subscription_field": SUBSCRIPTION_FIELD,
-        "product_field": PRODUCT_FIELD,
-        "subscription": subscription,
-        "product": product,
-        "problem": "" if request.method == "POST" else start_problem(
-            workflow, subscription, product
-        ),
+        "target_prefix": TARGET_FIELD_PREFIX,
+        "targets": start_page.targets,
+        "back": back,
+        "problem": "" if request.method == "POST" else start_page.problem,
     }
     status = 400 if request.method == "POST" and (paged.errors or _has_errors(paged.form)) else 200
     return render(request, "orchestrator/workflow_start.html", context, status=status)
@@ -324,12 +301,10 @@ def process_context(request: HttpRequest, process: Process, paged: PagedForm | N
 
 @login_required
 def process_detail(request: HttpRequest, pk) -> HttpResponse:
-    from subscriptions.selectors import process_subscriptions
-
     process = visible_process(request, pk)
     context = {
         **process_context(request, process),
-        "subscriptions": process_subscriptions(request.user, process),
+        "touched": extensions.touched(request.user, process),
     }
     return render(request, "orchestrator/process_detail.html", context)
 

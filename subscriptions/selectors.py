@@ -123,6 +123,23 @@ def create_refusal(workflow: Workflow, product: Product) -> str | None:
     return None
 
 
+def start_problem(
+    workflow: Workflow, subscription: Subscription | None, product: Product | None
+) -> str:
+    """Why starting `workflow` here would be refused, to say so before the form is filled."""
+    if workflow.target in SUBSCRIPTION_TARGETS:
+        if subscription is None:
+            return (f"{workflow.name} runs on a subscription: start it from the page of the "
+                    "subscription it should change.")
+        return workflow_usability(workflow, subscription).reason or ""
+    if workflow.target == "create":
+        if product is None:
+            return (f"{workflow.name} creates a subscription: start it from the products page, "
+                    "for the product it should create.")
+        return create_refusal(workflow, product) or ""
+    return ""
+
+
 def subscription_workflows(subscription: Subscription) -> list[tuple[Workflow, Usability]]:
     """Every workflow that could apply to the subscription, with its usability."""
     facts = SubscriptionFacts(subscription)

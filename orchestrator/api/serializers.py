@@ -14,6 +14,8 @@ from django_celery_beat.models import PeriodicTask
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from orchestrator import extensions
+from orchestrator.extensions import Touched
 from orchestrator.forms import MAX_PAGES
 from orchestrator.models import Process, Workflow
 from orchestrator.schedules import SCHEDULE_PREFIX, cron_of
@@ -139,6 +141,20 @@ class ProcessStepSerializer(serializers.Serializer):
         ref_name = "ProcessStep"
 
 
+class TouchedSerializer(serializers.Serializer):
+    """Something a process touched (orchestrator.extensions.Touched)."""
+
+    kind = serializers.CharField()
+    id = serializers.CharField()
+    label = serializers.CharField()
+    url = serializers.CharField(help_text="Its page, when it has one.")
+    status = serializers.CharField()
+    note = serializers.CharField()
+
+    class Meta:
+        ref_name = "TouchedObject"
+
+
 class ProcessDetailSerializer(ProcessSerializer):
     """A process with its state, its step log and, while suspended, the form it waits for.
 
@@ -151,6 +167,10 @@ class ProcessDetailSerializer(ProcessSerializer):
     steps = serializers.SerializerMethodField()
     form = serializers.SerializerMethodField(
         help_text="JSON Schema of the input page a suspended process waits for, else null."
+    )
+    touched = serializers.SerializerMethodField(
+        help_text="What this process touched, as the domain apps report it "
+        "(subscriptions, blueprint executions, ...), as far as the user may see."
     )
     subscriptions = serializers.SerializerMethodField(
         help_text="The subscriptions this process touched (id and description)."
@@ -167,6 +187,7 @@ class ProcessDetailSerializer(ProcessSerializer):
             "next_step",
             "steps",
             "form",
+            "touched",
             "subscriptions",
         ]
         read_only_fields = fields
@@ -179,17 +200,26 @@ class ProcessDetailSerializer(ProcessSerializer):
     def get_form(self, process: Process) -> dict[str, Any] | None:
         return self.context.get("form")
 
+    def touched_items(self, process: Process) -> list[Touched]:
+        cache = self.context.setdefault("touched", {})
+        if process.pk not in cache:
+            cache[process.pk] = extensions.touched(self.context["request"].user, process)
+        return cache[process.pk]
+
+    @extend_schema_field(TouchedSerializer(many=True))
+    def get_touched(self, process: Process) -> list[dict[str, str]]:
+        return [item.as_dict() for item in self.touched_items(process)]
+
     @extend_schema_field(
         {"type": "array", "items": {"type": "object", "properties": {
             "id": {"type": "string", "format": "uuid"}, "description": {"type": "string"}}}}
     )
     def get_subscriptions(self, process: Process) -> list[dict[str, str]]:
-        from subscriptions.selectors import process_subscriptions
-
-        visible = process_subscriptions(self.context["request"].user, process)
+        """The touched items of kind "subscription", in this field's original shape."""
         return [
-            {"id": str(pk), "description": description}
-            for pk, description in visible.values_list("pk", "description")
+            {"id": item.id, "description": item.label}
+            for item in self.touched_items(process)
+            if item.kind == "subscription"
         ]
 
 

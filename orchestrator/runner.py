@@ -27,6 +27,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from orchestrator import extensions, registry, selectors
+from orchestrator.context import running
 from orchestrator.crypto import decrypt_json, redact, token_digest
 from orchestrator.exceptions import ProcessFailureError
 from orchestrator.injection import call_with_state, to_json
@@ -336,7 +337,8 @@ class ProcessRun:
                 "callback_expires_at": expires,
                 "callback_progress": "",
             }
-        result = call_with_state(step.func, state) if step.func else None
+        with running(process.pk, process.workflow.name, step.name, process.position):
+            result = call_with_state(step.func, state) if step.func else None
         if result is not None and not isinstance(result, dict):
             raise TypeError(f"step {step.name!r} returned {type(result).__name__}, not a dict")
         new_state = dict(process.state)

@@ -15,6 +15,8 @@ from typing import Any
 
 from django.utils import timezone
 
+from orchestrator.aio import awaitable_in_async
+from orchestrator.context import require_current_run
 from orchestrator.targets import Target
 from orchestrator.workflow import State, StepList, WorkflowSpec, done, init, step, workflow
 
@@ -129,16 +131,57 @@ validate_workflow = _decorator(
 )
 
 
-def add_tags(process_id: str, tags: Iterable[str]) -> None:
-    """Tag a run (`branch:main`, `node:42`); call from a step with its `process_id`."""
+def _tag_names(branches: Any, nodes: Any, others: Any) -> list[str]:
+    names: list[str] = []
+    for prefix, values in (("branch:", branches), ("node:", nodes), ("", others)):
+        if values is None:
+            continue
+        if isinstance(values, str):
+            raise TypeError(f"add_tags takes lists of names, not the string {values!r}")
+        for value in values:
+            text = str(value).strip()
+            if not text:
+                raise ValueError("a tag name must not be empty")
+            names.append((prefix + text)[:255])
+    return list(dict.fromkeys(names))
+
+
+@awaitable_in_async
+def _write_tags(process_id: str | None, names: list[str]) -> None:
     from orchestrator.models import ProcessTag
 
-    for tag in tags:
-        ProcessTag.objects.get_or_create(process_id=process_id, name=str(tag)[:255])
+    process_id = process_id or require_current_run("add_tags").process_id
+    ProcessTag.objects.bulk_create(
+        [ProcessTag(process_id=process_id, name=name) for name in names], ignore_conflicts=True
+    )
 
 
-def add_branch_tag(process_id: str, branch: str) -> None:
-    add_tags(process_id, [f"branch:{branch}"])
+def add_tags(
+    branches: Iterable[str] | str | None = None,
+    nodes: Iterable[str] | None = None,
+    others: Iterable[str] | None = None,
+    *,
+    process_id: str | None = None,
+) -> Any:
+    """Tag the current run, as Infrahub does: `branch:<name>` per branch, `node:<id>` per
+    node, `others` as given. From a step or task no id is needed; the tags are written in
+    the step's transaction (a failed step leaves none). From async code, `await` it.
+
+    The older form `add_tags(process_id, ["tag", ...])` still works.
+    """
+    if isinstance(branches, str) and nodes is not None and not isinstance(nodes, str):
+        return _write_tags(branches, _tag_names(None, None, nodes))
+    return _write_tags(process_id, _tag_names(branches, nodes, others))
+
+
+def add_branch_tag(branch_name: str, *legacy: str, process_id: str | None = None) -> Any:
+    """Tag the current run `branch:<branch_name>` (`await` it from async code).
+
+    The older form `add_branch_tag(process_id, branch_name)` still works.
+    """
+    if legacy:
+        process_id, branch_name = branch_name, legacy[0]
+    return add_tags(branches=[branch_name], process_id=process_id)
 
 
 __all__ = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 
 import pytest
@@ -78,7 +79,12 @@ def test_add_tags_is_awaited_from_async_code(synced):
         await sync_to_async(connections.close_all)()  # asgiref's thread's connection
 
     with running(process.pk, "wf_tagged", "Async step"):
-        asyncio.run(tag())
+        # In a thread of its own, as a worker runs an async step (and away from any event
+        # loop another test may have left in this thread); the context goes along.
+        context = contextvars.copy_context()
+    thread = threading.Thread(target=context.run, args=(asyncio.run, tag()))
+    thread.start()
+    thread.join()
     assert tags_of(process) == ["branch:async", "branch:other", "node:n-2"]
 
 

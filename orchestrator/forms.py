@@ -7,16 +7,20 @@ cleaned data, so later pages can depend on earlier answers.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import inspect
 from collections.abc import Generator
 from typing import Any
 
 from cryptography.fernet import InvalidToken
 from django import forms
+from django.forms.fields import JSONString
 
 from orchestrator.crypto import decrypt_json, encrypt_json
 from orchestrator.exceptions import FormInvalid, OrchestratorError
 from orchestrator.injection import call_with_state, to_json
+from orchestrator.safejson import json_problem
 
 MAX_PAGES = 20
 
@@ -68,7 +72,12 @@ class FormResult:
 
 
 def validate_pages(form_spec: Any, pages: list[Any], state: dict[str, Any]) -> FormResult:
-    """Replay the form pages with the given input; raise FormInvalid naming bad fields."""
+    """Replay the form pages with the given input; raise FormInvalid naming bad fields.
+
+    Pages are JSON, whoever sends them (the API, the browser's multi-page forms, blueprints,
+    flows): each value must have its field's JSON type (`read_json_page`), the one the
+    page's JSON Schema (`form_json_schema`) announces, before Django's validation runs.
+    """
     if not isinstance(pages, list):
         raise FormInvalid("input must be a list of pages (objects)", {"input": ["Not a list."]})
     if len(pages) > MAX_PAGES:
@@ -98,9 +107,12 @@ def validate_pages(form_spec: Any, pages: list[Any], state: dict[str, Any]) -> F
             raise FormInvalid(
                 f"input page {number + 1} must be an object", {"input": ["Not an object."]}
             )
-        form = form_class(data=page)
-        if not form.is_valid():
+        data: dict[str, Any] = {}
+        form = form_class(data=data)  # bound to `data`, filled below from the form's own fields
+        type_errors = read_json_page(form.fields, page, into=data)
+        if not form.is_valid() or type_errors:
             errors = {field: [str(e) for e in errs] for field, errs in form.errors.items()}
+            errors.update(type_errors)
             raise FormInvalid(
                 f"Invalid input on page {number + 1}: {', '.join(sorted(errors))}",
                 errors,
@@ -114,37 +126,160 @@ def validate_pages(form_spec: Any, pages: list[Any], state: dict[str, Any]) -> F
     return result
 
 
-_FIELD_TYPES: list[tuple[type[forms.Field], dict[str, Any]]] = [
-    (forms.BooleanField, {"type": "boolean"}),
+# --- form fields as JSON ----------------------------------------------------------------------
+# One table says, for each kind of form field, which JSON types it takes and the JSON Schema
+# that announces them, so what the API accepts and what its schema says cannot drift apart.
+# A field that is not required also takes null (= not given). Other kinds take any JSON.
+
+
+@dataclasses.dataclass(frozen=True)
+class JsonKind:
+    schema: dict[str, Any]
+    types: frozenset[str] | None  # the JSON types a value may have; None: any
+    message: str = ""
+
+
+def _kind(schema: dict[str, Any], message: str) -> JsonKind:
+    types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+    return JsonKind(schema, frozenset(types), message)
+
+
+def _text(format_: str | None = None) -> JsonKind:
+    schema = {"type": "string", **({"format": format_} if format_ else {})}
+    return _kind(schema, "Must be a string.")
+
+
+ANY_JSON = JsonKind({}, None)
+_LIST = _kind({"type": "array"}, "Must be a list of strings.")
+
+_JSON_KINDS: list[tuple[type[forms.Field], JsonKind]] = [
+    (forms.BooleanField, _kind({"type": "boolean"}, "Must be true or false.")),
     # FloatField and DecimalField subclass IntegerField: check them first.
-    (forms.DecimalField, {"type": "string", "format": "decimal"}),
-    (forms.FloatField, {"type": "number"}),
-    (forms.IntegerField, {"type": "integer"}),
-    (forms.DateTimeField, {"type": "string", "format": "date-time"}),
-    (forms.DateField, {"type": "string", "format": "date"}),
-    (forms.UUIDField, {"type": "string", "format": "uuid"}),
-    (forms.EmailField, {"type": "string", "format": "email"}),
-    (forms.URLField, {"type": "string", "format": "uri"}),
-    (forms.GenericIPAddressField, {"type": "string", "format": "ip-address"}),
-    (forms.JSONField, {}),
-    (forms.MultipleChoiceField, {"type": "array"}),
-    (forms.ChoiceField, {}),
-    (forms.CharField, {"type": "string"}),
+    (
+        forms.DecimalField,
+        _kind(
+            {"type": ["string", "number"], "format": "decimal"},
+            "Must be a number (or a string holding one).",
+        ),
+    ),
+    (forms.FloatField, _kind({"type": "number"}, "Must be a number.")),
+    (forms.IntegerField, _kind({"type": "integer"}, "Must be a whole number.")),
+    (forms.DateTimeField, _text("date-time")),
+    (forms.DateField, _text("date")),
+    (forms.TimeField, _text("time")),
+    (forms.DurationField, _text("duration")),
+    (forms.UUIDField, _text("uuid")),
+    (forms.EmailField, _text("email")),
+    (forms.URLField, _text("uri")),
+    (forms.GenericIPAddressField, _text("ip-address")),
+    (forms.JSONField, ANY_JSON),
+    (forms.ModelMultipleChoiceField, _LIST),
+    (forms.MultipleChoiceField, _LIST),
+    (forms.ChoiceField, _kind({"type": "string"}, "Must be a string: one of the choices.")),
+    (forms.CharField, _text()),
 ]
 
 
-def _field_schema(field: forms.Field) -> dict[str, Any]:
-    schema: dict[str, Any] = {}
-    for field_type, base in _FIELD_TYPES:
+def json_kind(field: forms.Field) -> JsonKind:
+    for field_type, kind in _JSON_KINDS:
         if isinstance(field, field_type):
-            schema.update(base)
-            break
-    if isinstance(field, forms.ChoiceField):
-        values = [value for value, _ in field.choices if value != ""]
-        if isinstance(field, forms.MultipleChoiceField):
-            schema["items"] = {"enum": values}
+            return kind
+    return ANY_JSON
+
+
+def json_types(value: Any) -> set[str]:
+    """The JSON Schema types a parsed JSON value satisfies (1.0 is an integer too)."""
+    if value is None:
+        return {"null"}
+    if isinstance(value, bool):
+        return {"boolean"}
+    if isinstance(value, int):
+        return {"integer", "number"}
+    if isinstance(value, float):
+        return {"number", "integer"} if value.is_integer() else {"number"}
+    if isinstance(value, str):
+        return {"string"}
+    if isinstance(value, list):
+        return {"array"}
+    if isinstance(value, dict):
+        return {"object"}
+    return set()
+
+
+def is_multiple_choice(field: forms.Field) -> bool:
+    return isinstance(field, forms.MultipleChoiceField | forms.ModelMultipleChoiceField)
+
+
+def read_json_value(field: forms.Field, value: Any) -> tuple[Any, str | None]:
+    """The value to hand the Django field (None: not given), or why its JSON is wrong."""
+    problem = json_problem(value)
+    if problem:
+        return None, f"{problem}."
+    if value is None:
+        return None, "This field is required." if field.required else None
+    kind = json_kind(field)
+    if kind.types is not None and not json_types(value) & kind.types:
+        return None, kind.message
+    if is_multiple_choice(field) and not all(isinstance(item, str) for item in value):
+        return None, kind.message
+    if isinstance(field, forms.JSONField) and isinstance(value, str):
+        return JSONString(value), None  # a JSON string value, not JSON text to decode
+    if isinstance(value, float) and kind.types == {"integer"}:
+        return int(value), None
+    return value, None
+
+
+def read_json_page(
+    fields: dict[str, forms.Field], page: dict[str, Any], into: dict[str, Any]
+) -> dict[str, list[str]]:
+    """Check each value of a JSON page against its field's JSON type. The values that fit
+    go into `into` (what the form reads); the others come back as field errors. A key that
+    names no field is refused too, as the schema's `additionalProperties: false` says."""
+    errors: dict[str, list[str]] = {}
+    unknown = sorted(repr(key) for key in page if key not in fields)
+    if unknown:
+        errors["input"] = [f"Unknown field(s): {', '.join(unknown)}."]
+    for name, field in fields.items():
+        if name not in page:
+            continue
+        value, problem = read_json_value(field, page[name])
+        if problem:
+            errors[name] = [problem]
+        elif value is not None:
+            into[name] = value
+    return errors
+
+
+def choice_values(field: forms.ChoiceField) -> list[str]:
+    """The values of a choice field as JSON names them: strings, as an HTML form posts them."""
+    values: list[str] = []
+    for value, label in field.choices:
+        if isinstance(label, list | tuple):  # a named group of choices
+            values.extend(str(inner) for inner, _ in label)
         else:
-            schema["enum"] = values
+            values.append(str(value))
+    return [value for value in values if value != "" or not field.required]
+
+
+def field_json_value(field: forms.Field, value: Any) -> Any:
+    """A cleaned (or initial) value of `field` as the JSON input that gives it back."""
+    if is_multiple_choice(field):
+        return [str(item) for item in field.prepare_value(value) or []]
+    if isinstance(field, forms.ChoiceField):
+        return str(field.prepare_value(value))
+    return to_json(value)
+
+
+def _field_schema(field: forms.Field) -> dict[str, Any]:
+    schema: dict[str, Any] = copy.deepcopy(json_kind(field).schema)
+    if isinstance(field, forms.ChoiceField):
+        if is_multiple_choice(field):
+            schema["items"] = {"type": "string", "enum": choice_values(field)}
+        else:
+            schema["enum"] = choice_values(field)
+    if isinstance(field, forms.BooleanField) and not isinstance(field, forms.NullBooleanField):
+        if field.required:
+            schema["enum"] = [True]  # Django's required box must be ticked
     if isinstance(field, SecretField):
         schema["format"] = "password"
         schema["writeOnly"] = True
@@ -156,12 +291,20 @@ def _field_schema(field: forms.Field) -> dict[str, Any]:
     ):
         value = getattr(field, attribute, None)
         if value is not None and not callable(value):
-            schema[keyword] = value
+            schema[keyword] = to_json(value)
+    if not field.required and "type" in schema:
+        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        schema["type"] = [*types, "null"]
+        if "enum" in schema:
+            schema["enum"] = [*schema["enum"], None]
     schema["title"] = str(field.label or "")
     if field.help_text:
         schema["description"] = str(field.help_text)
     if field.initial is not None and not callable(field.initial):
-        schema["default"] = field.initial
+        try:
+            schema["default"] = field_json_value(field, field.initial)
+        except (TypeError, ValueError):
+            pass  # an initial value without a JSON form is simply not announced
     return schema
 
 
@@ -184,8 +327,8 @@ def form_json_schema(form_class: type[forms.BaseForm] | None) -> dict[str, Any] 
 
 
 # --- multi-page forms in the browser ---------------------------------------------------------
-# The raw data of the pages already filled in travels back and forth in one hidden field,
-# encrypted (authenticated) with the secret key, so a secret typed on an earlier page never
+# The pages already filled in (as JSON pages: `json_page`) travel back and forth in one hidden
+# field, encrypted (authenticated) with the secret key, so a secret typed on an earlier page never
 # appears in the HTML and a tampered value is refused rather than trusted. Each POST replays
 # every page through `validate_pages`, exactly as the services do.
 
@@ -216,16 +359,14 @@ def decode_pages(token: str, purpose: str) -> list[dict[str, Any]]:
     return pages
 
 
-def page_data(form_class: type[forms.BaseForm], data) -> dict[str, Any]:
-    """The raw values of one page's own fields, as the services take them."""
-    page: dict[str, Any] = {}
-    for name, field in form_class.base_fields.items():
-        if getattr(field.widget, "allow_multiple_selected", False):
-            if name in data:
-                page[name] = data.getlist(name)
-        elif name in data:
-            page[name] = data.get(name)
-    return page
+def json_page(form: forms.BaseForm) -> dict[str, Any]:
+    """A valid HTML page as the JSON page the services take: each field's cleaned value in
+    its JSON form (a ticked box is `true`, a number a number); empty fields are left out."""
+    return {
+        name: field_json_value(field, form.cleaned_data[name])
+        for name, field in form.fields.items()
+        if name in form.cleaned_data and form.cleaned_data[name] not in field.empty_values
+    }
 
 
 def add_service_errors(form: forms.BaseForm | None, error: OrchestratorError) -> list[str]:
@@ -287,7 +428,7 @@ class PagedForm:
         self.form = form
         if not form.is_valid():
             return self
-        pages = [*self.pages, page_data(result.next_form, data)]
+        pages = [*self.pages, json_page(form)]
         try:
             result = validate_pages(self.form_spec, pages, self.state)
         except FormInvalid as error:

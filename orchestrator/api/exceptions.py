@@ -14,7 +14,7 @@ from orchestrator.exceptions import OrchestratorError
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, OrchestratorError):
-        body = {"detail": exc.message, **exc.field_errors}
+        body = {**exc.field_errors, "detail": exc.message}  # a field named "detail" can't hide it
         return Response(body, status=exc.http_status)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(

@@ -47,11 +47,9 @@ from orchestrator.api.serializers import (
 from orchestrator.exceptions import NotFound
 from orchestrator.forms import form_json_schema, validate_pages
 from orchestrator.models import Process, ProcessStatus, ProcessTag, Workflow
+from orchestrator.safejson import bad_string, json_problem
 
 logger = logging.getLogger(__name__)
-
-MAX_JSON_DEPTH = 64
-
 
 # --- request parsing ----------------------------------------------------------------------
 
@@ -62,51 +60,13 @@ class RequestTooLarge(exceptions.APIException):
     default_code = "request_too_large"
 
 
-def bad_string(value: str) -> bool:
-    """NUL characters and lone surrogates: PostgreSQL cannot store them, UTF-8 cannot render."""
-    if "\x00" in value:
-        return True
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
-def json_problem(data: Any, max_depth: int = MAX_JSON_DEPTH) -> str | None:
-    """Why parsed JSON is refused (too deeply nested, unstorable strings), or None.
-
-    Walks iteratively, so no nesting can exhaust the stack here.
-    """
-    bad = "JSON strings must not contain NUL characters or lone surrogates"
-    stack: list[tuple[Any, int]] = [(data, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, str):
-            if bad_string(value):
-                return bad
-            continue
-        if isinstance(value, dict):
-            if depth > max_depth:
-                return f"JSON nested deeper than {max_depth} levels"
-            for key, item in value.items():
-                if bad_string(key):
-                    return bad
-                stack.append((item, depth + 1))
-        elif isinstance(value, list):
-            if depth > max_depth:
-                return f"JSON nested deeper than {max_depth} levels"
-            stack.extend((item, depth + 1) for item in value)
-    return None
-
-
 class SafeJSONParser(JSONParser):
     """DRF's JSON parser with the limits hostile input needs.
 
     The body size is capped at DATA_UPLOAD_MAX_MEMORY_SIZE (413) even where DRF hands the
     parser a raw stream (older DRF releases bypass Django's check that way). Nesting deep
-    enough to exhaust the decoder's stack, and strings the database or the renderer cannot
-    take, are a 400 instead of a 500.
+    enough to exhaust the decoder's stack, strings the database or the renderer cannot take
+    and non-finite numbers (`NaN`, `1e400`) are a 400 (`orchestrator.safejson`).
     """
 
     def parse(self, stream, media_type=None, parser_context=None):

@@ -36,6 +36,10 @@ def test_start_workflow_stores_a_process_with_the_input(synced):
         (["task_demo", "--input", "{not json"], "not valid JSON"),
         (["task_demo", "--input", '{"message": "' + "x" * 300 + '"}'], "message"),
         (["task_demo", "--input", '"a string"'], "list"),
+        (["task_demo", "--input", '{"message": "hi", "step_seconds": NaN}'], "finite"),
+        (["task_demo", "--input", '{"message": 1e400}'], "finite"),
+        (["task_demo", "--input", "[" * 100_000 + "]" * 100_000], "JSON"),
+        (["task_demo", "--input", '{"message": true}'], "message"),
         (["wf_refused"], "refused"),
     ],
 )

@@ -346,7 +346,7 @@ def test_process_list_filters_and_paginates(client, operator):
 
 @pytest.mark.django_db
 def test_process_page_shows_steps_what_they_changed_and_stops_live_refresh(client, operator):
-    process = started_and_run("task_demo", [{"message": "diffs", "step_seconds": "0"}], operator)
+    process = started_and_run("task_demo", [{"message": "diffs", "step_seconds": 0}], operator)
     assert process.status == ProcessStatus.COMPLETED
     client.force_login(operator)
     page = html(client.get(reverse("process-detail", args=[process.pk])))

@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from orchestrator import services
 from orchestrator.exceptions import OrchestratorError
+from orchestrator.safejson import json_problem
 
 
 class Command(BaseCommand):
@@ -19,8 +20,11 @@ class Command(BaseCommand):
     def handle(self, *args, workflow: str, input: str, tag: list[str], **options):  # noqa: A002
         try:
             pages = json.loads(input)
-        except json.JSONDecodeError as error:
+        except (json.JSONDecodeError, RecursionError) as error:
             raise CommandError(f"--input is not valid JSON: {error}") from None
+        problem = json_problem(pages)
+        if problem:
+            raise CommandError(f"--input is refused: {problem}")
         if isinstance(pages, dict):
             pages = [pages]
         try:

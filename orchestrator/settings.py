@@ -208,8 +208,9 @@ ORCHESTRATOR_REQUEUE_AFTER_SECONDS = env_int("ORCHESTRATOR_REQUEUE_AFTER_SECONDS
 # Which lifecycles a workflow may run on, by workflow name; unnamed workflows: active only,
 # terminate workflows on any lifecycle but terminated.
 WF_USABLE_MAP: dict[str, list[str]] = {}
-# Targets whose workflows are blocked while live subscriptions use the subscription.
-WF_BLOCKED_BY_IN_USE_BY_SUBSCRIPTIONS: dict[str, bool] = {"terminate": True, "modify": False}
+# Workflows (by name, as in orchestrator-core) blocked or not while live subscriptions use the
+# subscription; a workflow not named here is blocked when it is a terminate workflow.
+WF_BLOCKED_BY_IN_USE_BY_SUBSCRIPTIONS: dict[str, bool] = {}
 # Workflows (by name) that may run while the subscription is out of sync; tasks always may.
 WF_USABLE_WHILE_OUT_OF_SYNC: list[str] = []
 # Workflows attached to every product.

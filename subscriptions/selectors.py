@@ -48,6 +48,22 @@ def usable_lifecycles(workflow: Workflow) -> list[str]:
     return [SubscriptionLifecycle.ACTIVE]
 
 
+def blocked_by_in_use(workflow: Workflow) -> bool:
+    """Whether live subscriptions using the subscription block `workflow`.
+
+    `WF_BLOCKED_BY_IN_USE_BY_SUBSCRIPTIONS` is keyed by workflow name, as in orchestrator-core;
+    the earlier form keyed by target ("terminate", "modify") still counts for workflows the
+    setting does not name (a system check warns that it is deprecated). Unnamed: terminate
+    workflows are blocked, the others are not.
+    """
+    setting = settings.WF_BLOCKED_BY_IN_USE_BY_SUBSCRIPTIONS
+    if workflow.name in setting:
+        return bool(setting[workflow.name])
+    if workflow.target in setting:
+        return bool(setting[workflow.target])
+    return workflow.target == "terminate"
+
+
 def product_workflow_names(product: Product) -> set[str]:
     return {w.name for w in product.workflows.all()} | set(settings.DEFAULT_PRODUCT_WORKFLOWS)
 
@@ -108,7 +124,7 @@ def workflow_usability(
     if unsynced and not may_run_out_of_sync:
         names = ", ".join(f"{s.description} ({s.pk})" for s in unsynced)
         return Usability(False, f"Related subscription(s) out of sync: {names}")
-    if settings.WF_BLOCKED_BY_IN_USE_BY_SUBSCRIPTIONS.get(workflow.target, False):
+    if blocked_by_in_use(workflow):
         users = [s for s in facts.in_use_by if s.status != "terminated"]
         if users:
             names = ", ".join(f"{s.description} ({s.pk})" for s in users)

@@ -63,6 +63,47 @@ def test_terminate_is_refused_while_in_use_by_a_live_subscription(create_box):
     assert run(start_on(base, "terminate_box")).status == "completed"
 
 
+def test_blocked_by_in_use_is_keyed_by_workflow_name_as_in_orchestrator_core(
+    create_box, settings
+):
+    base = create_box("base")
+    create_box("user", depends_on=str(base.pk))
+    modify, terminate = Workflow.objects.get(name="modify_box"), Workflow.objects.get(
+        name="terminate_box"
+    )
+    # The default: terminate is blocked while in use, modify is not.
+    assert selectors.workflow_usability(modify, base).usable
+    assert "in use by" in selectors.workflow_usability(terminate, base).reason
+    # An orchestrator-core installation's setting, taken as it is.
+    settings.WF_BLOCKED_BY_IN_USE_BY_SUBSCRIPTIONS = {"modify_box": True}
+    assert "in use by" in selectors.workflow_usability(modify, base).reason
+    assert "in use by" in selectors.workflow_usability(terminate, base).reason
+    settings.WF_BLOCKED_BY_IN_USE_BY_SUBSCRIPTIONS = {"terminate_box": False}
+    assert selectors.workflow_usability(terminate, base).usable
+    # The earlier form, keyed by target, still applies to the workflows it does not name.
+    settings.WF_BLOCKED_BY_IN_USE_BY_SUBSCRIPTIONS = {"modify": True, "modify_note": False}
+    assert "in use by" in selectors.workflow_usability(modify, base).reason
+    assert selectors.workflow_usability(Workflow.objects.get(name="modify_note"), base).usable
+
+
+def test_usability_settings_naming_nothing_are_reported_by_the_system_checks(settings):
+    from django.core.checks import run_checks
+
+    settings.WF_BLOCKED_BY_IN_USE_BY_SUBSCRIPTIONS = {"modify_box": True, "modify": True,
+                                                      "modfy_box": True}
+    settings.WF_USABLE_MAP = {"modify_box": ["active", "actve"]}
+    settings.WF_USABLE_WHILE_OUT_OF_SYNC = "modify_box"
+    messages = {(m.id, m.msg) for m in run_checks()}
+    ids = {id_ for id_, _ in messages}
+    assert {"subscriptions.W001", "subscriptions.W002", "subscriptions.E001",
+            "subscriptions.E002"} <= ids
+    text = " ".join(msg for _, msg in messages)
+    assert "'modfy_box', which is no registered workflow" in text
+    assert "'modify' is a workflow target" in text
+    assert "unknown: actve" in text
+    assert "'modify_box', which" not in text
+
+
 def test_usability_settings_take_effect(create_box, settings):
     box = create_box()
     workflow = Workflow.objects.get(name="modify_box")

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import logging
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 
 from orchestrator.exceptions import OrchestratorError
 from orchestrator.permissions import user_may
-from subscriptions import services
+from subscriptions import selectors, services
 from subscriptions.models import FixedInput, Product, ProductBlock, ProductType, Subscription
 
 logger = logging.getLogger(__name__)
@@ -40,8 +41,26 @@ class FixedInputInline(admin.TabularInline):
     extra = 0
 
 
+class ProductAdminForm(forms.ModelForm):
+    class Meta:
+        model = Product
+        fields = ["name", "description", "product_type", "status", "tag", "product_blocks",
+                  "workflows"]
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        workflows = cleaned.get("workflows")
+        if workflows is not None:
+            self.instance.name = cleaned.get("name") or self.instance.name
+            refusal = selectors.workflow_link_refusal(self.instance, list(workflows))
+            if refusal:
+                self.add_error("workflows", refusal)
+        return cleaned
+
+
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
+    form = ProductAdminForm
     list_display = ("name", "product_type", "status", "tag", "created_at")
     list_filter = ("status", "product_type", "tag")
     search_fields = ("name", "tag", "description")

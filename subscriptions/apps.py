@@ -7,7 +7,7 @@ class SubscriptionsConfig(AppConfig):
 
     def ready(self) -> None:
         from orchestrator.extensions import register
-        from subscriptions import checks  # noqa: F401 - registers the system checks
+        from subscriptions import checks, signals  # noqa: F401 - registers checks and handlers
         from subscriptions.extension import SubscriptionExtension
 
         register(SubscriptionExtension())

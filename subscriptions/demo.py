@@ -24,6 +24,7 @@ from subscriptions.models import (
     ProductType,
     Subscription,
 )
+from subscriptions.services import link_product_workflows
 
 PRODUCT_TYPES = {
     "Node": "Routers and switches in the network",
@@ -91,8 +92,11 @@ def ensure_catalogue() -> dict[str, Product]:
         for name, value in spec.fixed_inputs.items():
             FixedInput.objects.update_or_create(product=product, name=name,
                                                 defaults={"value": value})
-        product.workflows.add(
-            *Workflow.objects.filter(name__in=PRODUCT_TYPE_WORKFLOWS[spec.product_type])
+        link_product_workflows(
+            product=product,
+            workflows=list(
+                Workflow.objects.filter(name__in=PRODUCT_TYPE_WORKFLOWS[spec.product_type])
+            ),
         )
         products[spec.name] = product
     return products

@@ -18,6 +18,8 @@ from orchestrator.selectors import processes_for_user
 from subscriptions.models import Product, Subscription, SubscriptionLifecycle
 
 SUBSCRIPTION_TARGETS = ("modify", "terminate", "validate")
+# A product has at most one workflow of each of these targets (as in orchestrator-core).
+SINGLE_WORKFLOW_TARGETS = ("create", "terminate", "validate")
 MAX_PRODUCT_NAME = Product._meta.get_field("name").max_length
 
 
@@ -154,6 +156,27 @@ def start_problem(
                     "for the product it should create.")
         return create_refusal(workflow, product) or ""
     return ""
+
+
+def workflow_link_refusal(product: Product, workflows: list[Workflow]) -> str | None:
+    """Why `product` may not have `workflows` as its workflows (None when it may): at most one
+    create, one terminate and one validate workflow; the refusal names the one it has."""
+    for target in SINGLE_WORKFLOW_TARGETS:
+        names = sorted({w.name for w in workflows if w.target == target})
+        if len(names) < 2:
+            continue
+        kept = sorted(
+            product.workflows.filter(target=target, name__in=names).values_list("name", flat=True)
+        ) if product.pk else []
+        if kept:
+            others = ", ".join(name for name in names if name not in kept)
+            return (f"Product {product.name} already has the {target} workflow {kept[0]}: "
+                    f"it cannot also have {others} (a product has at most one create, one "
+                    "terminate and one validate workflow)")
+        return (f"Product {product.name} cannot have two {target} workflows "
+                f"({', '.join(names)}): a product has at most one create, one terminate and "
+                "one validate workflow")
+    return None
 
 
 def subscription_workflows(subscription: Subscription) -> list[tuple[Workflow, Usability]]:

@@ -16,6 +16,7 @@ from subscriptions.selectors import (
     create_refusal,
     describe_process,
     open_processes,
+    workflow_link_refusal,
     workflow_usability,
 )
 
@@ -95,6 +96,17 @@ def reserve_for_process(
             raise Conflict(refusal)
         return {"product": product.pk}, None
     return {}, None
+
+
+def link_product_workflows(*, product: Product, workflows: list[Workflow]) -> None:
+    """Add workflows to a product; a second create, terminate or validate workflow is
+    refused (Conflict naming the one it has) and nothing is linked."""
+    with transaction.atomic():
+        product = Product.objects.select_for_update().get(pk=product.pk)
+        refusal = workflow_link_refusal(product, [*product.workflows.all(), *workflows])
+        if refusal:
+            raise Conflict(refusal)
+        product.workflows.add(*workflows)
 
 
 def link_process(process: Process, subscription: Subscription) -> None:

@@ -69,8 +69,27 @@ class ProductAdmin(admin.ModelAdmin):
     inlines = [FixedInputInline]
 
 
+class SubscriptionAdminForm(forms.ModelForm):
+    class Meta:
+        model = Subscription
+        fields = ["description", "product", "customer_id", "status", "start_date", "end_date",
+                  "note", "instance_values", "depends_on"]
+
+    def clean_product(self) -> Product:
+        product = self.cleaned_data["product"]
+        if self.instance.pk and product.pk != self.instance.product_id:
+            current = Subscription.objects.select_related("product__product_type").get(
+                pk=self.instance.pk
+            )
+            refusal = selectors.product_change_refusal(current, product)
+            if refusal:
+                raise forms.ValidationError(refusal)
+        return product
+
+
 @admin.register(Subscription)
 class SubscriptionAdmin(admin.ModelAdmin):
+    form = SubscriptionAdminForm
     list_display = ("description", "product", "customer_id", "status", "insync", "version")
     list_filter = ("product", "status", "insync")
     search_fields = ("description", "customer_id", "id")

@@ -79,6 +79,23 @@ class SubscriptionModel(BaseModel):
         values = {**other.model_dump(), "status": status}
         return cls(**values)
 
+    @classmethod
+    def from_other_product(cls, other: SubscriptionModel, product: Any) -> SubscriptionModel:
+        """The same subscription as a model of another product of its product type (id or
+        name): a modify workflow moves it by returning this model (Port 10G → Port 100G).
+        A product of another type is refused with the reason."""
+        from subscriptions.models import Subscription
+        from subscriptions.selectors import find_product, product_change_refusal
+
+        row = Subscription.objects.select_related("product__product_type").get(
+            pk=other.subscription_id
+        )
+        new = find_product(product)
+        refusal = product_change_refusal(row, new, product)
+        if refusal:
+            raise ValueError(refusal)
+        return cls(**{**other.model_dump(), "product_id": new.pk})
+
     def instance_values(self) -> dict[str, Any]:
         return {k: v for k, v in self.model_dump(mode="json").items() if k not in BASE_FIELDS}
 
@@ -89,6 +106,14 @@ class SubscriptionModel(BaseModel):
         from subscriptions.models import Subscription
 
         row = Subscription.objects.select_for_update().get(pk=self.subscription_id)
+        if row.product_id != self.product_id:  # moved to another product of its type
+            from subscriptions.selectors import find_product, product_change_refusal
+
+            new = find_product(self.product_id)
+            refusal = product_change_refusal(row, new, self.product_id)
+            if refusal:
+                raise ValueError(refusal)
+            row.product = new
         row.customer_id = self.customer_id
         row.description = self.description
         row.note = self.note

@@ -234,6 +234,33 @@ def product_lookup(product_id: Any) -> Q:
     return Q(name=value)
 
 
+def find_product(product_id: Any) -> Product | None:
+    """A product named by id or by name (None when there is none)."""
+    value = str(product_id)
+    if "\x00" in value or len(value) > MAX_PRODUCT_NAME:  # PostgreSQL refuses NUL
+        return None
+    return Product.objects.select_related("product_type").filter(product_lookup(value)).first()
+
+
+def product_change_refusal(
+    subscription: Subscription, product: Product | None, given: Any = None
+) -> str | None:
+    """Why `subscription` may not move to `product` (None when it may): a subscription
+    changes product only within its product type, as orchestrator-core's
+    `from_other_product` allows (Port 10G → Port 100G, never Port → Node)."""
+    if product is None:
+        return f"Unknown product {str(given)[:100]!r}"
+    current = subscription.product
+    if product.product_type_id == current.product_type_id:
+        return None
+    return (
+        f"Subscription {subscription.description} ({subscription.pk}) cannot move from product "
+        f"{current.name} (type {current.product_type.name}) to {product.name} (type "
+        f"{product.product_type.name}): a subscription changes product only within its "
+        "product type"
+    )
+
+
 def visible_product(user, product_id: Any) -> Product:
     """The product (by id or name) if `user` may view it; NotFound otherwise."""
     value = str(product_id)

@@ -84,7 +84,21 @@ def validate_box() -> StepList:
     return begin >> check_box
 
 
+class MoveBoxForm(forms.Form):
+    product = forms.CharField(max_length=100, help_text="Id or name of the new product")
+
+
+@step("Move box")
+def move_box_step(subscription: Box, product: str) -> State:
+    return {"subscription": Box.from_other_product(subscription, product)}
+
+
+@modify_workflow("Move a box to another product of its type", initial_input_form=MoveBoxForm)
+def move_box() -> StepList:
+    return begin >> move_box_step
+
+
 WORKFLOWS = [
     WorkflowDefinition(name=name, module=__name__, function=name)
-    for name in ("create_box", "modify_box", "terminate_box", "validate_box")
+    for name in ("create_box", "modify_box", "terminate_box", "validate_box", "move_box")
 ]

@@ -354,26 +354,54 @@ def test_admin_pages_render_with_filters_and_search(client, create_box, box_prod
     assert 'name="version"' not in page and 'name="insync"' not in page
 
 
-def test_admin_edit_bumps_the_version(client, create_box, synced):
-    admin = staff("admin")
-    box = create_box()
-    client.force_login(admin)
-    url = reverse("admin:subscriptions_subscription_change", args=[box.pk])
+def admin_change_data(client, url: str) -> dict:
+    """What the subscription's admin change form posts as it is shown."""
     form = client.get(url).context["adminform"].form
     data = {name: form[name].value() for name in form.fields}
     data = {k: ("" if v is None else v) for k, v in data.items()}
     data["depends_on"] = []
     data["instance_values"] = '{"name": "b1", "size": 5}'
-    data["note"] = "fixed by hand"
     for name in ("start_date", "end_date"):
         value = form[name].value()
         data[f"{name}_0"] = value.strftime("%Y-%m-%d") if value else ""
         data[f"{name}_1"] = value.strftime("%H:%M:%S") if value else ""
+    return data
+
+
+def test_admin_edit_bumps_the_version(client, create_box, synced):
+    admin = staff("admin")
+    box = create_box()
+    client.force_login(admin)
+    url = reverse("admin:subscriptions_subscription_change", args=[box.pk])
+    data = admin_change_data(client, url)
+    data["note"] = "fixed by hand"
     response = client.post(url, data)
     assert response.status_code == 302, response.context["adminform"].form.errors
     version = box.version
     box.refresh_from_db()
     assert box.note == "fixed by hand" and box.version == version + 1
+
+
+def test_admin_moves_a_subscription_only_within_its_product_type(
+    client, create_box, box_product, synced
+):
+    from subscriptions.models import Product, ProductType
+
+    box = create_box()
+    large = Product.objects.create(name="Box XL", product_type=box_product.product_type)
+    crate = Product.objects.create(name="Crate", product_type=ProductType.objects.create(
+        name="Crate"))
+    client.force_login(staff("admin"))
+    url = reverse("admin:subscriptions_subscription_change", args=[box.pk])
+    data = {**admin_change_data(client, url), "product": crate.pk}
+    refused = client.post(url, data)
+    assert refused.status_code == 200
+    assert "a subscription changes product only within its product type" in html(refused)
+    box.refresh_from_db()
+    assert box.product == box_product
+    assert client.post(url, {**data, "product": large.pk}).status_code == 302
+    box.refresh_from_db()
+    assert box.product == large
 
 
 def test_admin_set_in_sync_action_refuses_while_held(client, create_box, synced):

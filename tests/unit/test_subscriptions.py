@@ -86,6 +86,35 @@ def test_blocked_by_in_use_is_keyed_by_workflow_name_as_in_orchestrator_core(
     assert selectors.workflow_usability(Workflow.objects.get(name="modify_note"), base).usable
 
 
+def test_a_modify_workflow_moves_a_subscription_to_another_product_of_its_type(
+    create_box, box_product
+):
+    from subscriptions.models import Product, ProductType
+    from subscriptions.services import link_product_workflows
+
+    link_product_workflows(product=box_product, workflows=[Workflow.objects.get(name="move_box")])
+    large = Product.objects.create(name="Box XL", product_type=box_product.product_type)
+    other = Product.objects.create(name="Crate", product_type=ProductType.objects.create(
+        name="Crate"))
+    box = create_box()
+    version = box.version
+
+    refused = run(start_on(box, "move_box", {"product": "Crate"}))
+    assert refused.status == "failed"
+    assert ("cannot move from product Box (type Box) to Crate (type Crate): a subscription "
+            "changes product only within its product type") in refused.failed_reason
+    box.refresh_from_db()
+    assert box.product == box_product and box.version == version
+    services.abort_process(process=refused)
+    set_in_sync(subscription=box)
+
+    assert run(start_on(box, "move_box", {"product": str(large.pk)})).status == "completed"
+    box.refresh_from_db()
+    assert box.product == large and box.version == version + 1
+    assert box.instance_values == {"name": "b1", "size": 5}
+    assert other.subscriptions.count() == 0
+
+
 def test_usability_settings_naming_nothing_are_reported_by_the_system_checks(settings):
     from django.core.checks import run_checks
 

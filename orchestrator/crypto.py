@@ -32,15 +32,3 @@ def token_digest(token: str) -> str:
     """What is stored of a callback token: its hash, so a read of the row can't replay it."""
     return hashlib.sha256(token.encode()).hexdigest()
 
-
-def redact(value: Any, secret_values: set[str]) -> Any:
-    """Replace any string equal to a secret with a marker, wherever it sits in `value`."""
-    if not secret_values:
-        return value
-    if isinstance(value, str):
-        return "**redacted**" if value in secret_values else value
-    if isinstance(value, dict):
-        return {key: redact(item, secret_values) for key, item in value.items()}
-    if isinstance(value, list):
-        return [redact(item, secret_values) for item in value]
-    return value

@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from orchestrator import extensions, registry, selectors
 from orchestrator.context import running
-from orchestrator.crypto import decrypt_json, redact, token_digest
+from orchestrator.crypto import decrypt_json, token_digest
 from orchestrator.exceptions import ProcessFailureError
 from orchestrator.injection import call_with_state, to_json
 from orchestrator.models import (
@@ -39,6 +39,7 @@ from orchestrator.models import (
     ProcessStep,
     StepStatus,
 )
+from orchestrator.redaction import Redactor, redacting
 from orchestrator.workflow import Step, StepKind, StepList
 
 logger = logging.getLogger(__name__)
@@ -147,13 +148,15 @@ class Outcome:
 
 
 def classify_failure(error: BaseException, step: Step, process: Process) -> str:
+    """A retrystep with attempts left waits for its retry, whatever it raised; otherwise
+    (plain steps, and retrysteps out of attempts) the error's kind decides."""
+    retries_left = process.retry_count < settings.ORCHESTRATOR_RETRY_MAX_ATTEMPTS
+    if step.kind == StepKind.RETRY and retries_left:
+        return ProcessStatus.WAITING
     if isinstance(error, AssertionError):
         return ProcessStatus.INCONSISTENT_DATA
     if is_api_unavailable(error):
         return ProcessStatus.API_UNAVAILABLE
-    retries_left = process.retry_count < settings.ORCHESTRATOR_RETRY_MAX_ATTEMPTS
-    if step.kind == StepKind.RETRY and retries_left:
-        return ProcessStatus.WAITING
     return ProcessStatus.FAILED
 
 
@@ -226,17 +229,6 @@ def make_room_for_other_writers(step_seconds: float) -> None:
     time.sleep(min(step_seconds, 0.1))
 
 
-def secret_strings(value: Any) -> set[str]:
-    """Every non-empty string inside the run's secrets (nested ones too), to redact."""
-    if isinstance(value, str):
-        return {value} if value else set()
-    if isinstance(value, dict):
-        value = list(value.values())
-    if isinstance(value, list | tuple):
-        return set().union(*(secret_strings(item) for item in value)) if value else set()
-    return set()
-
-
 class ProcessRun:
     """One worker's turn at one process, holding its lease."""
 
@@ -244,7 +236,7 @@ class ProcessRun:
         self.process = process
         self.owner = owner
         self.secrets = decrypt_json(process.secrets)
-        self.secret_values = secret_strings(self.secrets)
+        self.redact = Redactor(self.secrets)
         self.replanned = False
 
     def run(self) -> None:
@@ -349,7 +341,7 @@ class ProcessRun:
         if result:
             cleaned = {k: v for k, v in result.items() if k not in self.secrets}
             cleaned.pop("callback_route", None)
-            new_state.update(redact(to_json(cleaned), self.secret_values))
+            new_state.update(self.redact(to_json(cleaned)))
         if step.kind == StepKind.CALLBACK:
             return Outcome(
                 StepStatus.AWAITING_CALLBACK,
@@ -412,8 +404,8 @@ class ProcessRun:
             reason += f"\ndetails: {to_json(error.details)}"
         values: dict[str, Any] = {
             "status": status,
-            "failed_reason": redact(reason, self.secret_values)[:10000],
-            "traceback": redact(traceback_module.format_exc(), self.secret_values)[:50000],
+            "failed_reason": self.redact(reason)[:10000],
+            "traceback": self.redact(traceback_module.format_exc())[:50000],
             "last_modified_at": timezone.now(),
             "lease_owner": "",
             "lease_expires_at": None,
@@ -460,7 +452,7 @@ class ProcessRun:
                 self.update(
                     {
                         "status": ProcessStatus.FAILED,
-                        "failed_reason": reason,
+                        "failed_reason": self.redact(reason),
                         "traceback": "",
                         "lease_owner": "",
                         "lease_expires_at": None,
@@ -501,7 +493,9 @@ def run_process(process_id: str) -> bool:
     heartbeat = LeaseHeartbeat(str(process_id), owner)
     heartbeat.start()
     try:
-        ProcessRun(process, owner).run()
+        process_run = ProcessRun(process, owner)
+        with redacting(process_run.redact):  # what its steps log, too
+            process_run.run()
     finally:
         heartbeat.stop()
     return True

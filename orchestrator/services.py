@@ -30,6 +30,7 @@ from orchestrator.models import (
     Workflow,
 )
 from orchestrator.permissions import require
+from orchestrator.redaction import Redactor, redactor_for
 from orchestrator.runner import StepsGone, align_position, workflow_steps
 
 logger = logging.getLogger(__name__)
@@ -145,7 +146,11 @@ def start_process(
             run_name=run_name[:255],
             secrets=encrypt_json(secrets),
         )
-        process.state = {**state, "process_id": str(process.pk), "workflow_name": workflow_name}
+        process.state = {
+            **Redactor(secrets)(state),
+            "process_id": str(process.pk),
+            "workflow_name": workflow_name,
+        }
         process.save(force_insert=True)
         for reservation in reservations:
             if reservation.link is not None:
@@ -169,12 +174,15 @@ def resume_process(*, process: Process, input_pages: list[Any] | None = None, us
                 align_position(process, workflow_steps(process))
             except StepsGone as error:
                 raise Conflict(f"Cannot resume: {error}") from None
+            if process.status != ProcessStatus.WAITING:  # a person retries: attempts anew
+                process.retry_count = 0
             process.status = ProcessStatus.RESUMED
             process.failed_reason = process.traceback = ""
             process.retry_at = None
             process.save(
                 update_fields=[
-                    "status", "failed_reason", "traceback", "retry_at", "last_modified_at"
+                    "status", "failed_reason", "traceback", "retry_at", "retry_count",
+                    "last_modified_at",
                 ]
             )
         else:
@@ -190,9 +198,10 @@ def submit_input(process: Process, input_pages: list[Any], user) -> None:
     state = selectors.input_state(process)
     result = validate_pages(step.func, list(input_pages), state=state)
     require_all_pages(result)
-    process.state = {**process.state, **result.data}
+    secrets = {**decrypt_json(process.secrets), **result.secrets}
+    process.state = {**process.state, **Redactor(secrets)(result.data)}
     if result.secrets:
-        process.secrets = encrypt_json({**decrypt_json(process.secrets), **result.secrets})
+        process.secrets = encrypt_json(secrets)
     log_user_action(process, step.name, StepStatus.SUCCESS, user)
     process.planned_steps = steps.names
     process.position = position + 1
@@ -250,7 +259,7 @@ def handle_callback(*, process_id: Any, token: str, body: Any) -> Process:
         raise FormInvalid("The callback body must be a JSON object", {"body": ["Not an object."]})
     with transaction.atomic():
         process = find_callback_process(process_id, token)
-        process.state = {**process.state, "callback_result": to_json(body)}
+        process.state = {**process.state, "callback_result": redactor_for(process)(to_json(body))}
         process.callback_token = None
         process.callback_expires_at = None
         process.status = ProcessStatus.RESUMED
@@ -264,7 +273,7 @@ def record_callback_progress(*, process_id: Any, token: str, message: Any) -> Pr
         raise FormInvalid("'message' must be a non-empty string", {"message": ["Required."]})
     with transaction.atomic():
         process = find_callback_process(process_id, token)
-        process.callback_progress = message[:MAX_CALLBACK_PROGRESS]
+        process.callback_progress = redactor_for(process)(message)[:MAX_CALLBACK_PROGRESS]
         process.save(update_fields=["callback_progress", "last_modified_at"])
     return process
 

@@ -38,6 +38,7 @@ from orchestrator.models import (
     Workflow,
 )
 from orchestrator.permissions import user_may
+from orchestrator.redaction import redacting, redactor_for
 from orchestrator.runner import StepsGone
 
 logger = logging.getLogger(__name__)
@@ -269,6 +270,15 @@ def input_form_for(process: Process) -> tuple[PagedForm | None, str]:
     return PagedForm(spec, selectors.input_state(process), purpose=purpose), ""
 
 
+def form_failure(process: Process, error: Exception, what: str) -> str:
+    """Log that a suspended process's form code failed; say so on the page. The form saw
+    the run's secrets: neither the log nor the page may show them."""
+    redact = redactor_for(process)
+    with redacting(redact):
+        logger.exception("input form of process %s failed", process.pk)
+    return redact(f"{what}: {error}")
+
+
 def process_context(request: HttpRequest, process: Process, paged: PagedForm | None = None):
     user = request.user
     status = process.status
@@ -280,8 +290,8 @@ def process_context(request: HttpRequest, process: Process, paged: PagedForm | N
             try:
                 paged.start()
             except Exception as error:  # the form's own code failed
-                logger.exception("input form of process %s failed", process.pk)
-                paged, input_problem = None, f"The input form cannot be shown: {error}"
+                paged = None
+                input_problem = form_failure(process, error, "The input form cannot be shown")
     return {
         "process": process,
         "steps": selectors.process_step_diffs(process),
@@ -337,8 +347,7 @@ def process_resume(request: HttpRequest, pk) -> HttpResponse:
     try:
         paged.submit(request.POST)
     except Exception as error:  # the form's own code failed
-        logger.exception("input form of process %s failed", process.pk)
-        messages.error(request, f"The input form failed: {error}")
+        messages.error(request, form_failure(process, error, "The input form failed"))
         return detail
     if paged.complete and not paged.errors:
         try:

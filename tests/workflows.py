@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
+from urllib.parse import quote
 
 from django import forms
 
@@ -94,6 +96,41 @@ def wf_retry() -> StepList:
     return init >> flaky_call >> done
 
 
+class HTTPError(Exception):
+    """Shaped like requests' and httpx's HTTP errors: the answer is in `.response`."""
+
+    def __init__(self, status_code: int) -> None:
+        super().__init__(f"{status_code} Server Error")
+        self.response = type("Response", (), {"status_code": status_code})()
+
+
+def attempts_of(process_id: str, name: str) -> int:
+    """How often this step of this run was tried (counted outside the database)."""
+    counter = f"/tmp/orchestrator-{name}-{process_id}"
+    with open(counter, "a") as attempts_file:
+        attempts_file.write(".")
+    return os.path.getsize(counter)
+
+
+@retrystep("Call an unreachable API")
+def unreachable_until_third(process_id: str) -> State:
+    if attempts_of(process_id, "unreachable") < 3:
+        raise ConnectionError("connection refused by netbox:443")
+    return {"reached": True}
+
+
+@retrystep("Call an API that answers 503")
+def unavailable_until_third(process_id: str) -> State:
+    if attempts_of(process_id, "unavailable") < 3:
+        raise HTTPError(503)
+    return {"answered": True}
+
+
+@workflow("Retry steps failing like an unreachable API, then succeeding")
+def wf_retry_unreachable() -> StepList:
+    return init >> unreachable_until_third >> unavailable_until_third >> done
+
+
 class ConfirmForm(forms.Form):
     confirm = forms.BooleanField(required=True)
     vlan = forms.IntegerField(min_value=1, max_value=4094)
@@ -164,6 +201,32 @@ def wf_secret() -> StepList:
     return init >> log_in >> done
 
 
+logger = logging.getLogger(__name__)
+
+
+@step("Keep nested copies")
+def keep_nested_copies(username: str, password: str) -> State:
+    """A careless step: the secret inside longer strings, nested, and as a dict key."""
+    return {
+        "device": {
+            "config": [f"username {username} password {password}"],
+            "url": f"https://{username}:{quote(password, safe='')}@device.example/",
+            password: "as a key",
+        }
+    }
+
+
+@step("Log in and fail")
+def log_in_and_fail(username: str, password: str) -> State:
+    logger.warning("logging in as %s with %s", username, password)
+    raise ValueError(f"refused {username}:{password}")
+
+
+@workflow("Fails with its secret in the message", initial_input_form=SecretForm)
+def wf_secret_failure() -> StepList:
+    return init >> keep_nested_copies >> log_in_and_fail >> done
+
+
 @step("Assert something")
 def assert_something() -> State:
     assert 1 == 2, "inventory and network disagree"
@@ -218,11 +281,13 @@ WORKFLOWS = [
         "wf_counted",
         "wf_hundred",
         "wf_retry",
+        "wf_retry_unreachable",
         "wf_input",
         "wf_conditional",
         "wf_callback",
         "wf_callback_timeout",
         "wf_secret",
+        "wf_secret_failure",
         "wf_inconsistent",
         "wf_api_down",
         "wf_abort",

@@ -47,6 +47,7 @@ from orchestrator.api.serializers import (
 from orchestrator.exceptions import NotFound
 from orchestrator.forms import form_json_schema, validate_pages
 from orchestrator.models import Process, ProcessStatus, ProcessTag, Workflow
+from orchestrator.redaction import redacting, redactor_for
 from orchestrator.safejson import bad_string, json_problem
 
 logger = logging.getLogger(__name__)
@@ -138,7 +139,8 @@ def suspended_form_schema(process: Process) -> dict[str, Any] | None:
             return None
         result = validate_pages(form_spec, [], state=selectors.input_state(process))
     except Exception:
-        logger.exception("could not build the input form of process %s", process.pk)
+        with redacting(redactor_for(process)):  # the form saw the run's secrets
+            logger.exception("could not build the input form of process %s", process.pk)
         return None
     return form_json_schema(result.next_form)
 

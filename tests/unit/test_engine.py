@@ -104,6 +104,49 @@ def test_retrystep_fails_after_the_limit(synced, settings):
     assert run(process).status == "failed"
 
 
+def run_until_settled(process: Process) -> Process:
+    """Run it, and run it again whenever it waits for a retry (as if its backoff passed)."""
+    process = run(process)
+    for _ in range(10):
+        if process.status != "waiting":
+            break
+        Process.objects.filter(pk=process.pk).update(retry_at=timezone.now())
+        process = run(process)
+    return process
+
+
+def test_a_retrystep_that_cannot_reach_its_api_waits_and_is_retried(synced):
+    """Connection errors and HTTP 503 from a retrystep: `waiting`, then retried (not parked)."""
+    process = run(start("wf_retry_unreachable"))
+    assert process.status == "waiting" and process.retry_at is not None
+    assert "ConnectionError: connection refused" in process.failed_reason
+    process = run_until_settled(process)
+    assert process.status == "completed", process.failed_reason
+    assert process.state["reached"] is True and process.state["answered"] is True
+    log = [entry for entry in step_log(process) if entry[0].startswith("Call")]
+    unreachable, unavailable = "Call an unreachable API", "Call an API that answers 503"
+    assert log == [(unreachable, "waiting")] * 2 + [(unreachable, "success")] + [
+        (unavailable, "waiting")] * 2 + [(unavailable, "success")]
+
+
+def test_a_retrystep_out_of_attempts_is_classified_like_a_plain_step(synced, settings):
+    settings.ORCHESTRATOR_RETRY_MAX_ATTEMPTS = 0
+    process = run(start("wf_retry_unreachable"))
+    assert process.status == "api_unavailable"
+
+
+def test_a_manual_retry_gives_a_retrystep_its_attempts_again(synced, settings):
+    import os
+
+    settings.ORCHESTRATOR_RETRY_MAX_ATTEMPTS = 1
+    process = run_until_settled(start("wf_retry"))
+    assert process.status == "failed" and process.retry_count == 1
+    os.remove(f"/tmp/orchestrator-flaky-{process.pk}")  # the remote is "down" again
+    services.resume_process(process=process)
+    process = run(process)
+    assert process.status == "waiting" and process.retry_count == 1
+
+
 def test_inputstep_suspends_and_valid_input_resumes(synced, operator):
     process = run(start("wf_input"))
     assert process.status == "suspended"

@@ -1,0 +1,124 @@
+"""A run's secrets never reach what it stores, shows or logs, not even inside longer text."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from urllib.parse import quote
+
+import pytest
+
+from orchestrator import services
+from orchestrator.crypto import encrypt_json
+from orchestrator.models import Process, ProcessStep
+from orchestrator.redaction import MARK, Redactor, RedactSecretsFilter, redacting
+from tests.helpers import run, start
+
+pytestmark = pytest.mark.django_db
+
+SECRET = "s3cr3t/Pa55 w0rd!"
+
+
+@pytest.fixture
+def console():
+    """What the configured console handler (the one workers and web servers log to) writes."""
+    handler = next(
+        handler for handler in logging.getLogger().handlers
+        if any(isinstance(item, RedactSecretsFilter) for item in handler.filters)
+    )
+    stream = io.StringIO()
+    previous = handler.setStream(stream)
+    yield stream
+    handler.setStream(previous)
+
+
+def everything_stored(process: Process) -> str:
+    process.refresh_from_db()
+    rows = ProcessStep.objects.filter(process=process).values_list("state", flat=True)
+    return "\n".join(
+        [json.dumps(process.state), process.failed_reason, process.traceback,
+         process.callback_progress, json.dumps(list(rows))]
+    )
+
+
+def test_a_secret_inside_an_exception_message_traceback_and_nested_state_is_redacted(
+    synced, viewer, api
+):
+    process = run(start("wf_secret_failure", {"username": "admin", "password": SECRET}))
+    assert process.status == "failed"
+    assert process.failed_reason == f"ValueError: refused admin:{MARK}"
+    assert f"refused admin:{MARK}" in process.traceback
+    device = process.state["device"]
+    assert device["config"] == [f"username admin password {MARK}"]
+    assert device["url"] == f"https://admin:{MARK}@device.example/"
+    assert device[MARK] == "as a key"
+    stored = everything_stored(process)
+    for spelling in (SECRET, quote(SECRET, safe=""), json.dumps(SECRET)[1:-1]):
+        assert spelling not in stored
+    answer = api(viewer).get(f"/api/processes/{process.pk}/").content.decode()
+    assert SECRET not in answer and quote(SECRET, safe="") not in answer
+    assert MARK in answer
+
+
+def test_what_a_step_logs_is_redacted(synced, console):
+    run(start("wf_secret_failure", {"username": "admin", "password": SECRET}))
+    logged = console.getvalue()
+    assert f"logging in as admin with {MARK}" in logged
+    assert SECRET not in logged
+
+
+def test_the_page_does_not_show_the_secret(synced, client, operator):
+    process = run(start("wf_secret_failure", {"username": "admin", "password": SECRET}))
+    client.force_login(operator)
+    page = client.get(f"/processes/{process.pk}/").content.decode()
+    assert "refused admin:" in page
+    assert SECRET not in page and "Pa55" not in page
+
+
+def test_callback_body_and_progress_are_redacted(synced):
+    process = run(start("wf_callback"))
+    Process.objects.filter(pk=process.pk).update(secrets=encrypt_json({"token": SECRET}))
+    token = "known"
+    from orchestrator.crypto import token_digest
+
+    Process.objects.filter(pk=process.pk).update(callback_token=token_digest(token))
+    services.record_callback_progress(
+        process_id=process.pk, token=token, message=f"pushing with {SECRET}"
+    )
+    services.handle_callback(
+        process_id=process.pk, token=token, body={"ok": True, "log": [f"auth {SECRET} ok"]}
+    )
+    stored = everything_stored(process)
+    assert SECRET not in stored
+    assert process.state["callback_result"] == {"ok": True, "log": [f"auth {MARK} ok"]}
+    assert process.callback_progress == f"pushing with {MARK}"
+
+
+def test_input_typed_into_an_ordinary_field_is_not_stored_either(synced):
+    process = start("wf_secret", {"username": f"me {SECRET}", "password": SECRET})
+    assert process.state["username"] == f"me {MARK}"
+
+
+def test_redactor_rules():
+    redact = Redactor(["abc", {"nested": ["longer-secret"]}, "", "  ", None])
+    assert redact("x abc y") == f"x {MARK} y"
+    assert redact("xabcy abc") == f"xabcy {MARK}"  # short secrets only where they stand alone
+    assert redact("prefix-longer-secret-suffix") == f"prefix-{MARK}-suffix"
+    assert redact(("abc", 3, {"k": ["longer-secret"]})) == (MARK, 3, {"k": [MARK]})
+    assert redact(repr("it's longer-secret")) == repr(f"it's {MARK}")
+    assert not Redactor([]) and Redactor([]).text("abc") == "abc"
+
+
+def test_log_records_are_redacted_only_inside_the_context(console):
+    logger = logging.getLogger("orchestrator.test")
+    with redacting(Redactor([SECRET])):
+        try:
+            raise RuntimeError(f"failed with {SECRET}")
+        except RuntimeError:
+            logger.exception("connecting with %s", SECRET)
+    logger.warning("outside: %s", "visible")
+    logged = console.getvalue()
+    assert SECRET not in logged
+    assert f"connecting with {MARK}" in logged and f"RuntimeError: failed with {MARK}" in logged
+    assert "outside: visible" in logged

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator.settings")
 os.environ.setdefault("SECRET_KEY", "benchmark-only-secret-key")
-os.environ["ORCHESTRATOR_WORKFLOW_MODULES"] = "orchestrator.builtin_workflows,bench.workflows"
+os.environ["ORCHESTRATOR_WORKFLOW_MODULES"] = "bench.workflows"
 
 import django  # noqa: E402
 

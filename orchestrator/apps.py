@@ -24,4 +24,5 @@ class OrchestratorConfig(AppConfig):
         post_migrate.connect(_sync_roles, dispatch_uid="orchestrator.sync_roles")
         from orchestrator import registry
 
+        registry.register_module("orchestrator.builtin_workflows")  # always, whatever the setting
         registry.load_workflow_modules()

@@ -1,4 +1,9 @@
-"""The code registry: definitions found in ORCHESTRATOR_WORKFLOW_MODULES at start-up."""
+"""The code registry: every workflow definition the code holds, filled at start-up.
+
+Built-in workflows are registered by the app that owns them (the engine's tasks by
+`OrchestratorConfig.ready`, the subscription workflows by `SubscriptionsConfig.ready`), so
+they are always there; ORCHESTRATOR_WORKFLOW_MODULES names the user's own modules only.
+"""
 
 from __future__ import annotations
 
@@ -19,12 +24,17 @@ def register(definition: WorkflowDefinition) -> WorkflowDefinition:
     return definition
 
 
+def register_module(module_name: str) -> None:
+    """Import a module and register its module-level `WORKFLOWS` list."""
+    module = importlib.import_module(module_name)
+    for definition in getattr(module, "WORKFLOWS", []):
+        register(definition)
+
+
 def load_workflow_modules() -> None:
-    """Import each configured module and register its module-level `WORKFLOWS` list."""
+    """Register the user's modules, named by ORCHESTRATOR_WORKFLOW_MODULES."""
     for module_name in settings.ORCHESTRATOR_WORKFLOW_MODULES:
-        module = importlib.import_module(module_name)
-        for definition in getattr(module, "WORKFLOWS", []):
-            register(definition)
+        register_module(module_name)
 
 
 def get_definition(name: str) -> WorkflowDefinition | None:

@@ -179,9 +179,11 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_CONNECTION_MAX_RETRIES = env_int("CELERY_BROKER_CONNECTION_MAX_RETRIES", 3)
 
 # --- The engine -------------------------------------------------------------------------
+# The user's workflow modules (the built-in workflows are always registered by their apps);
+# by default the demo tasks and the demo catalogue.
 ORCHESTRATOR_WORKFLOW_MODULES = env_list(
     "ORCHESTRATOR_WORKFLOW_MODULES",
-    ["orchestrator.builtin_workflows", "subscriptions.workflows", "subscriptions.demo_workflows"],
+    ["orchestrator.demo_workflows", "subscriptions.demo_workflows"],
 )
 # A lease outlives a stalled worker by this long before the sweep takes the run back.
 ORCHESTRATOR_LEASE_SECONDS = env_int("ORCHESTRATOR_LEASE_SECONDS", 60)

@@ -6,8 +6,11 @@ class SubscriptionsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from orchestrator import registry
         from orchestrator.extensions import register
         from subscriptions import checks, signals  # noqa: F401 - registers checks and handlers
         from subscriptions.extension import SubscriptionExtension
 
         register(SubscriptionExtension())
+        # modify_note and task_validate_products: always there, whatever the setting says.
+        registry.register_module("subscriptions.workflows")

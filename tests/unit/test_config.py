@@ -240,3 +240,30 @@ def test_celery_with_bad_broker_scheme_prints_one_line(tmp_path):
         timeout=120,
     )
     assert_one_line(result, "configuration error", "CELERY_BROKER_URL")
+
+
+BUILT_IN_WORKFLOWS = {
+    "modify_note", "task_clean_up_tasks", "task_resume_workflows", "task_validate_products"
+}
+
+
+def registered_workflows(tmp_path: Path, modules: str) -> set[str]:
+    result = run_manage(
+        tmp_path, "shell", "-v", "0", "-c",
+        "from orchestrator import registry; "
+        "print(' '.join(d.name for d in registry.all_definitions()))",
+        ORCHESTRATOR_WORKFLOW_MODULES=modules,
+    )
+    assert result.returncode == 0, result.stderr
+    return set(result.stdout.split())
+
+
+def test_the_built_in_workflows_stay_registered_beside_the_users_own_modules(tmp_path):
+    names = registered_workflows(tmp_path, "tests.workflows")
+    assert BUILT_IN_WORKFLOWS <= names
+    assert "wf_counted" in names
+    assert "task_demo" not in names and "create_node" not in names  # the demos: user modules
+    assert registered_workflows(tmp_path, "") == BUILT_IN_WORKFLOWS
+    # An old setting that still names the built-in modules registers them once, as before.
+    old_setting = "orchestrator.builtin_workflows,subscriptions.workflows,tests.workflows"
+    assert registered_workflows(tmp_path, old_setting) == names

@@ -3,6 +3,11 @@
 A workflow's `initial_input_form` (and what an `@inputstep` returns) is either a form
 class or a generator function that yields form classes and receives each page's
 cleaned data, so later pages can depend on earlier answers.
+
+Every form instance the engine makes knows who fills it in (`make_form`): `form.user` is
+the requesting user, or None when the system itself starts the run (schedules,
+sub-processes). Choice fields among objects (`VisibleModelChoiceField`) offer and accept
+only the objects that user may view, in the page, in the JSON Schema and in validation.
 """
 
 from __future__ import annotations
@@ -10,19 +15,26 @@ from __future__ import annotations
 import copy
 import dataclasses
 import inspect
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 from cryptography.fernet import InvalidToken
 from django import forms
+from django.contrib.auth.models import AnonymousUser
+from django.db.models import QuerySet
 from django.forms.fields import JSONString
 
 from orchestrator.crypto import decrypt_json, encrypt_json
 from orchestrator.exceptions import FormInvalid, OrchestratorError
 from orchestrator.injection import call_with_state, to_json
+from orchestrator.permissions import visible_objects
 from orchestrator.safejson import json_problem
 
 MAX_PAGES = 20
+# Who fills in a form when no caller said so: nobody, so object choices offer nothing
+# (a forgotten user fails closed). The engine always passes the real user, or None for
+# the system.
+NOBODY = AnonymousUser()
 
 
 class SecretField(forms.CharField):
@@ -33,6 +45,73 @@ class SecretField(forms.CharField):
 
 class ProcessForm(forms.Form):
     """Convenience base for input forms (plain `forms.Form` works too)."""
+
+
+VisibleTo = Callable[[Any, QuerySet], QuerySet]
+
+
+class VisibleChoiceMixin:
+    """A choice among the objects of a queryset, narrowed to what the requesting user may
+    view: what is not visible is neither offered (page, JSON Schema) nor accepted, and is
+    refused with the same message as an id that does not exist.
+
+    `visible_to(user, queryset) -> queryset` is the rule; the default is the model's view
+    permission (a role) or a django-guardian grant on the object (`visible_objects`). Until
+    the engine tells the field who the user is (`limit_to`), it offers nothing.
+    """
+
+    def __init__(self, queryset: QuerySet, *, visible_to: VisibleTo | None = None, **kwargs):
+        self.all_objects = queryset
+        self.visible_to = visible_to or visible_objects
+        super().__init__(queryset.none(), **kwargs)
+
+    def limit_to(self, user) -> None:
+        """Offer what `user` may view (everything for the system, `user=None`)."""
+        objects = self.all_objects.all()
+        self.queryset = objects if user is None else self.visible_to(user, objects)
+
+    def __deepcopy__(self, memo):
+        result = super().__deepcopy__(memo)
+        result.all_objects = self.all_objects.all()
+        return result
+
+
+class VisibleModelChoiceField(VisibleChoiceMixin, forms.ModelChoiceField):
+    """One object the user may view. A form's `clean()` sees the instance; the state gets
+    its key (primary key, or `to_field_name`)."""
+
+
+class VisibleModelMultipleChoiceField(VisibleChoiceMixin, forms.ModelMultipleChoiceField):
+    """Several objects the user may view; their keys land in the state as a list."""
+
+    def clean(self, value: Any) -> list[Any]:
+        return list(super().clean(value))
+
+
+def state_value(field: forms.Field | None, value: Any) -> Any:
+    """What a cleaned value becomes in the state: a chosen object is its key (the primary
+    key, or `to_field_name`), so steps and later pages get JSON, never a model instance."""
+    if not isinstance(field, VisibleChoiceMixin) or value is None:
+        return value
+    key = field.to_field_name or "pk"
+    if isinstance(value, list):
+        return [getattr(item, key) for item in value]
+    return getattr(value, key)
+
+
+def bind_user(form: forms.BaseForm, user) -> forms.BaseForm:
+    """Tell a form instance who fills it in: `form.user`, and its object choices narrowed to
+    what that user may view. `user=None` is the system (full choice)."""
+    form.user = user
+    for field in form.fields.values():
+        if isinstance(field, VisibleChoiceMixin):
+            field.limit_to(user)
+    return form
+
+
+def make_form(form_class: type[forms.BaseForm], user, **kwargs: Any) -> forms.BaseForm:
+    """An instance of one form page for `user` (see `bind_user`)."""
+    return bind_user(form_class(**kwargs), user)
 
 
 def _single_page(form_class: type[forms.BaseForm] | None) -> Generator:
@@ -71,8 +150,11 @@ class FormResult:
         return self.next_form is None
 
 
-def validate_pages(form_spec: Any, pages: list[Any], state: dict[str, Any]) -> FormResult:
-    """Replay the form pages with the given input; raise FormInvalid naming bad fields.
+def validate_pages(
+    form_spec: Any, pages: list[Any], state: dict[str, Any], *, user: Any = NOBODY
+) -> FormResult:
+    """Replay the form pages with the given input as `user` fills them in (None: the
+    system); raise FormInvalid naming bad fields.
 
     Pages are JSON, whoever sends them (the API, the browser's multi-page forms, blueprints,
     flows): each value must have its field's JSON type (`read_json_page`), the one the
@@ -108,7 +190,8 @@ def validate_pages(form_spec: Any, pages: list[Any], state: dict[str, Any]) -> F
                 f"input page {number + 1} must be an object", {"input": ["Not an object."]}
             )
         data: dict[str, Any] = {}
-        form = form_class(data=data)  # bound to `data`, filled below from the form's own fields
+        # Bound to `data`, filled below from the form's own fields.
+        form = make_form(form_class, user, data=data)
         type_errors = read_json_page(form.fields, page, into=data)
         if not form.is_valid() or type_errors:
             errors = {field: [str(e) for e in errs] for field, errs in form.errors.items()}
@@ -116,10 +199,13 @@ def validate_pages(form_spec: Any, pages: list[Any], state: dict[str, Any]) -> F
             raise FormInvalid(
                 f"Invalid input on page {number + 1}: {', '.join(sorted(errors))}",
                 errors,
-                form=form_json_schema(form_class),
+                form=form_json_schema(form_class, user=user),
             )
         secrets = secret_field_names(form_class)
-        cleaned = to_json({k: v for k, v in form.cleaned_data.items() if k not in secrets})
+        cleaned = to_json({
+            name: state_value(form.fields.get(name), value)
+            for name, value in form.cleaned_data.items() if name not in secrets
+        })
         result.data.update(cleaned)
         result.secrets.update({k: form.cleaned_data[k] for k in secrets})
         sent = {**cleaned, **{k: form.cleaned_data[k] for k in secrets}}
@@ -308,15 +394,18 @@ def _field_schema(field: forms.Field) -> dict[str, Any]:
     return schema
 
 
-def form_json_schema(form_class: type[forms.BaseForm] | None) -> dict[str, Any] | None:
-    """JSON Schema of one form page, as the API shows it."""
+def form_json_schema(
+    form_class: type[forms.BaseForm] | None, *, user: Any = NOBODY
+) -> dict[str, Any] | None:
+    """JSON Schema of one form page as `user` sees it (object choices they may view)."""
     if form_class is None:
         return None
-    properties = {name: _field_schema(field) for name, field in form_class.base_fields.items()}
-    for name in form_class.base_fields:
+    fields = make_form(form_class, user).fields
+    properties = {name: _field_schema(field) for name, field in fields.items()}
+    for name in fields:
         if not properties[name]["title"]:
             properties[name]["title"] = name.replace("_", " ").capitalize()
-    required = [name for name, field in form_class.base_fields.items() if field.required]
+    required = [name for name, field in fields.items() if field.required]
     return {
         "title": form_class.__name__,
         "type": "object",
@@ -387,10 +476,13 @@ def add_service_errors(form: forms.BaseForm | None, error: OrchestratorError) ->
 class PagedForm:
     """Where a multi-page form stands after one request: the page to show and its errors."""
 
-    def __init__(self, form_spec: Any, state: dict[str, Any], purpose: str = "") -> None:
+    def __init__(
+        self, form_spec: Any, state: dict[str, Any], purpose: str = "", *, user: Any = NOBODY
+    ) -> None:
         self.form_spec = form_spec
         self.state = state
         self.purpose = purpose
+        self.user = user
         self.pages: list[dict[str, Any]] = []
         self.form: forms.BaseForm | None = None
         self.errors: list[str] = []
@@ -407,8 +499,8 @@ class PagedForm:
     def start(self) -> PagedForm:
         """The first page, unbound (or `complete` when the spec has no page)."""
         self.pages = []
-        result = validate_pages(self.form_spec, [], self.state)
-        self.form = result.next_form() if result.next_form else None
+        result = self.validate([])
+        self.form = make_form(result.next_form, self.user) if result.next_form else None
         self.complete = result.complete
         return self
 
@@ -416,7 +508,7 @@ class PagedForm:
         """Replay the earlier pages, validate the posted page, and move to the next one."""
         try:
             self.pages = decode_pages(data.get(PAGES_FIELD, ""), self.purpose)
-            result = validate_pages(self.form_spec, self.pages, self.state)
+            result = self.validate(self.pages)
         except (PagesUnreadable, FormInvalid):
             self.start()
             self.errors.append("The earlier pages of this form could not be read; start again.")
@@ -424,13 +516,13 @@ class PagedForm:
         if result.complete:
             self.complete = True
             return self
-        form = result.next_form(data=data)
+        form = make_form(result.next_form, self.user, data=data)
         self.form = form
         if not form.is_valid():
             return self
         pages = [*self.pages, json_page(form)]
         try:
-            result = validate_pages(self.form_spec, pages, self.state)
+            result = self.validate(pages)
         except FormInvalid as error:
             self.errors.extend(add_service_errors(form, error) or [error.message])
             return self
@@ -438,5 +530,8 @@ class PagedForm:
         if result.complete:
             self.complete = True
         else:
-            self.form = result.next_form()
+            self.form = make_form(result.next_form, self.user)
         return self
+
+    def validate(self, pages: list[dict[str, Any]]) -> FormResult:
+        return validate_pages(self.form_spec, pages, self.state, user=self.user)

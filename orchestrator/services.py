@@ -54,13 +54,13 @@ def enqueue_process(process: Process, countdown: int | None = None) -> None:
     transaction.on_commit(send)
 
 
-def require_all_pages(result: FormResult) -> None:
+def require_all_pages(result: FormResult, user) -> None:
     """Refuse partial input, answering with the schema of the page that is still needed."""
     if not result.complete:
         raise FormInvalid(
             "More input is needed: fill in the next page",
             {"input": ["Another page is required."]},
-            form=form_json_schema(result.next_form),
+            form=form_json_schema(result.next_form, user=user),
         )
 
 
@@ -122,8 +122,8 @@ def start_process(
             raise PreconditionFailed(str(refusal))
     form_state = start_form_state({k: v for _, own in owned for k, v in own.items()})
     pages = [] if input_pages is None else input_pages
-    result = validate_pages(spec.initial_input_form, pages, state=form_state)
-    require_all_pages(result)
+    result = validate_pages(spec.initial_input_form, pages, state=form_state, user=user)
+    require_all_pages(result, user)
     with transaction.atomic():
         reservations = [
             reservation
@@ -196,8 +196,8 @@ def submit_input(process: Process, input_pages: list[Any], user) -> None:
     position = align_position(process, steps)
     step = steps[position]
     state = selectors.input_state(process)
-    result = validate_pages(step.func, list(input_pages), state=state)
-    require_all_pages(result)
+    result = validate_pages(step.func, list(input_pages), state=state, user=user)
+    require_all_pages(result, user)
     secrets = {**decrypt_json(process.secrets), **result.secrets}
     process.state = {**process.state, **Redactor(secrets)(result.data)}
     if result.secrets:

@@ -166,6 +166,7 @@ def workflow_start(request: HttpRequest, name: str) -> HttpResponse:
         getattr(spec, "initial_input_form", None),
         state=services.start_form_state(targets),
         purpose=purpose,
+        user=request.user,
     )
     try:
         if request.method == "POST":
@@ -258,7 +259,7 @@ def visible_process(request: HttpRequest, pk) -> Process:
     )
 
 
-def input_form_for(process: Process) -> tuple[PagedForm | None, str]:
+def input_form_for(process: Process, user) -> tuple[PagedForm | None, str]:
     """The suspended process's input form, or a reason why it cannot be shown."""
     try:
         spec = selectors.current_input_form(process)
@@ -267,7 +268,7 @@ def input_form_for(process: Process) -> tuple[PagedForm | None, str]:
     if spec is None:
         return None, ""
     purpose = f"resume:{process.pk}:{process.position}"
-    return PagedForm(spec, selectors.input_state(process), purpose=purpose), ""
+    return PagedForm(spec, selectors.input_state(process), purpose=purpose, user=user), ""
 
 
 def form_failure(process: Process, error: Exception, what: str) -> str:
@@ -285,7 +286,7 @@ def process_context(request: HttpRequest, process: Process, paged: PagedForm | N
     may_resume = user_may(user, "orchestrator.resume_process", process)
     input_problem = ""
     if status == ProcessStatus.SUSPENDED and may_resume and paged is None:
-        paged, input_problem = input_form_for(process)
+        paged, input_problem = input_form_for(process, request.user)
         if paged is not None:
             try:
                 paged.start()
@@ -340,7 +341,7 @@ def process_resume(request: HttpRequest, pk) -> HttpResponse:
     if process.status != ProcessStatus.SUSPENDED:
         return call_service(request, detail, "Retrying the process.", services.resume_process,
                             process=process, user=request.user)
-    paged, problem = input_form_for(process)
+    paged, problem = input_form_for(process, request.user)
     if paged is None:
         messages.error(request, problem or "The process has no input form to fill in.")
         return detail

@@ -13,9 +13,10 @@ so a node with live ports (a port with a live L2VPN, a group with live users) ca
 terminated, and the refusal names what uses it. `subscriptions.demo.load` creates the
 products and runs these workflows for a few example subscriptions.
 
-Forms that offer existing subscriptions as choices are built by a function on every
-use, so their choices are always current; modify forms are built from the
-subscription they run on (current values as initial values, the hidden `version`).
+Forms that offer existing subscriptions as choices use `SubscriptionChoiceField`: it offers
+and accepts only the subscriptions the user filling in the form may view, read when the
+form is shown or validated; modify forms are built from the subscription they run on
+(current values as initial values, the hidden `version`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from orchestrator.workflows.utils import (
     validate_workflow,
 )
 from subscriptions.domain import SubscriptionModel
+from subscriptions.forms import SubscriptionChoiceField
 from subscriptions.models import FixedInput, Product, Subscription
 
 # --- inventory rules ------------------------------------------------------------------------
@@ -66,14 +68,11 @@ def live(product_type: str) -> QuerySet[Subscription]:
     )
 
 
-def active_choices(product_type: str) -> list[tuple[str, str]]:
-    """(id, label) of the active subscriptions of a product type, read now."""
-    rows = (
-        Subscription.objects.filter(product__product_type__name=product_type, status="active")
-        .order_by("description")
-        .values_list("pk", "description", "customer_id")
-    )
-    return [(str(pk), f"{description} [{customer}]") for pk, description, customer in rows]
+def active(product_type: str) -> QuerySet[Subscription]:
+    """The active subscriptions of a product type, the choices of a form field."""
+    return Subscription.objects.filter(
+        product__product_type__name=product_type, status="active"
+    ).order_by("description", "pk")
 
 
 def current_subscription(subscription_id: Any) -> Subscription | None:
@@ -98,12 +97,12 @@ def lock_allocations(product_type: str) -> None:
     )
 
 
-def refuse_out_of_sync(form: forms.Form, field: str, subscription_id: str) -> None:
-    row = Subscription.objects.filter(pk=subscription_id).values("insync", "description").first()
-    if row is not None and not row["insync"]:
+def refuse_out_of_sync(form: forms.Form, field: str, subscription: Subscription) -> None:
+    """The chosen subscription (one the user may view) must not be in a workflow's hands."""
+    if not subscription.insync:
         form.add_error(
             field,
-            f"{row['description']} is out of sync (a workflow is changing it); "
+            f"{subscription.description} is out of sync (a workflow is changing it); "
             "try again when it is done.",
         )
 
@@ -352,11 +351,9 @@ def product_speed(product_id: int) -> str:
 
 
 def create_port_form() -> type[forms.Form]:
-    nodes = active_choices("Node")
-
     class CreatePortForm(forms.Form):
         customer_id = forms.CharField(max_length=100)
-        node = forms.ChoiceField(choices=nodes, help_text="The active node the port is on.")
+        node = SubscriptionChoiceField(active("Node"), help_text="The active node the port is on.")
         port_name = forms.CharField(
             max_length=20, validators=[port_name_validator], help_text="e.g. xe-0/0/1"
         )
@@ -373,7 +370,7 @@ def create_port_form() -> type[forms.Form]:
                 refuse_out_of_sync(self, "node", node)
             if node and name:
                 taken = live("Port").filter(
-                    instance_values__node_id=node, instance_values__port_name=name
+                    instance_values__node_id=str(node.pk), instance_values__port_name=name
                 )
                 if taken.exists():
                     self.add_error("port_name", f"{name} is already in use on that node.")
@@ -495,12 +492,10 @@ def vlan_taken(vlan: int, ports: list[str], exclude: Any = None) -> bool:
 
 
 def create_l2vpn_form() -> type[forms.Form]:
-    ports = active_choices("Port")
-
     class CreateL2vpnForm(forms.Form):
         customer_id = forms.CharField(max_length=100)
-        port_a = forms.ChoiceField(choices=ports, label="Port A")
-        port_b = forms.ChoiceField(choices=ports, label="Port B")
+        port_a = SubscriptionChoiceField(active("Port"), label="Port A")
+        port_b = SubscriptionChoiceField(active("Port"), label="Port B")
         vlan = forms.IntegerField(min_value=2, max_value=4094, label="VLAN")
 
         def clean(self) -> dict[str, Any]:
@@ -511,7 +506,8 @@ def create_l2vpn_form() -> type[forms.Form]:
             for field in ("port_a", "port_b"):
                 if data.get(field):
                     refuse_out_of_sync(self, field, data[field])
-            if port_a and port_b and vlan is not None and vlan_taken(vlan, [port_a, port_b]):
+            ends = [str(port_a.pk), str(port_b.pk)] if port_a and port_b else []
+            if ends and vlan is not None and vlan_taken(vlan, ends):
                 self.add_error("vlan", f"VLAN {vlan} is already used on one of these ports.")
             return data
 
@@ -718,7 +714,6 @@ def terminate_user_group() -> StepList:
 
 
 def user_form(row: Subscription | None = None) -> type[forms.Form]:
-    groups = active_choices("UserGroup")
     values = row.instance_values if row is not None else {}
 
     class UserForm(forms.Form):
@@ -726,7 +721,7 @@ def user_form(row: Subscription | None = None) -> type[forms.Form]:
                                    initial=values.get("username"))
         age = forms.IntegerField(min_value=0, max_value=150, required=False,
                                  initial=values.get("age"))
-        user_group = forms.ChoiceField(choices=groups, initial=values.get("group_id"))
+        user_group = SubscriptionChoiceField(active("UserGroup"), initial=values.get("group_id"))
 
         def clean(self) -> dict[str, Any]:
             data = super().clean()

@@ -13,6 +13,7 @@ from orchestrator.workflows.utils import (
     validate_workflow,
 )
 from subscriptions.domain import SubscriptionModel
+from subscriptions.forms import SubscriptionChoiceField
 
 
 class BoxProvisioning(SubscriptionModel, lifecycles=["initial", "provisioning"]):
@@ -29,7 +30,7 @@ class CreateBoxForm(forms.Form):
     customer_id = forms.CharField(max_length=100)
     name = forms.CharField(max_length=50)
     size = forms.IntegerField(min_value=1, max_value=100)
-    depends_on = forms.CharField(required=False, max_length=40)
+    depends_on = SubscriptionChoiceField(required=False)
 
 
 @step("Construct box")

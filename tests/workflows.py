@@ -10,8 +10,12 @@ from urllib.parse import quote
 from django import forms
 
 from orchestrator.catalogue import WorkflowDefinition
-from orchestrator.forms import SecretField
-from orchestrator.models import WorkerPing
+from orchestrator.forms import (
+    SecretField,
+    VisibleModelChoiceField,
+    VisibleModelMultipleChoiceField,
+)
+from orchestrator.models import WorkerPing, Workflow
 from orchestrator.workflow import (
     State,
     StepList,
@@ -271,6 +275,27 @@ def wf_refused() -> StepList:
     return init >> done
 
 
+class PickWorkflowForm(forms.Form):
+    """Object choices in a start form and in an input step: the catalogue's own rows, so
+    the engine's choice fields are tested without a domain app."""
+
+    target = VisibleModelChoiceField(Workflow.objects.order_by("name"), to_field_name="name")
+
+
+class PickMoreForm(forms.Form):
+    others = VisibleModelMultipleChoiceField(Workflow.objects.all(), required=False)
+
+
+@inputstep("Pick more", assignee="operator")
+def pick_more() -> type[forms.Form]:
+    return PickMoreForm
+
+
+@workflow("Choices among objects", initial_input_form=PickWorkflowForm)
+def wf_pick() -> StepList:
+    return init >> pick_more >> done
+
+
 def _test(name: str, is_task: bool = True) -> WorkflowDefinition:
     return WorkflowDefinition(name=name, module=__name__, function=name, is_task=is_task)
 
@@ -293,6 +318,7 @@ WORKFLOWS = [
         "wf_abort",
         "wf_missing_key",
         "wf_refused",
+        "wf_pick",
     )
 ] + [_test("wf_audited", is_task=False)]
 

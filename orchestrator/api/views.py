@@ -115,34 +115,37 @@ def parse_process_id(value: Any) -> uuid.UUID:
         raise exceptions.NotFound("No such process.") from None
 
 
-def first_page_schema(workflow_name: str) -> dict[str, Any] | None:
-    """JSON Schema of a workflow's first input page (None without input or without code)."""
+def first_page_schema(workflow_name: str, user) -> dict[str, Any] | None:
+    """JSON Schema of a workflow's first input page as `user` sees it (None without input
+    or without code)."""
     definition = registry.get_definition(workflow_name)
     if definition is None:
         return None
     try:
         spec = definition.load()
-        result = validate_pages(spec.initial_input_form, [], state={})
+        result = validate_pages(spec.initial_input_form, [], state={}, user=user)
+        return form_json_schema(result.next_form, user=user)
     except Exception:
         logger.exception("could not build the input form of workflow %r", workflow_name)
         return None
-    return form_json_schema(result.next_form)
 
 
-def suspended_form_schema(process: Process) -> dict[str, Any] | None:
-    """JSON Schema of the input page a suspended process waits for, else None."""
+def suspended_form_schema(process: Process, user) -> dict[str, Any] | None:
+    """JSON Schema of the input page a suspended process waits for, as `user` sees it."""
     if process.status != ProcessStatus.SUSPENDED:
         return None
     try:
         form_spec = selectors.current_input_form(process)
         if form_spec is None:
             return None
-        result = validate_pages(form_spec, [], state=selectors.input_state(process))
+        result = validate_pages(
+            form_spec, [], state=selectors.input_state(process), user=user
+        )
+        return form_json_schema(result.next_form, user=user)
     except Exception:
         with redacting(redactor_for(process)):  # the form saw the run's secrets
             logger.exception("could not build the input form of process %s", process.pk)
         return None
-    return form_json_schema(result.next_form)
 
 
 def with_list_relations(queryset: QuerySet[Process]) -> QuerySet[Process]:
@@ -194,7 +197,10 @@ class WorkflowViewSet(JSONOnlyMixin, viewsets.ReadOnlyModelViewSet):
 
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         workflow = self.get_object()
-        context = {**self.get_serializer_context(), "form": first_page_schema(workflow.name)}
+        context = {
+            **self.get_serializer_context(),
+            "form": first_page_schema(workflow.name, request.user),
+        }
         return Response(WorkflowDetailSerializer(workflow, context=context).data)
 
 
@@ -266,7 +272,7 @@ class ProcessViewSet(
         context = {
             **self.get_serializer_context(),
             "steps": selectors.process_step_diffs(process),
-            "form": suspended_form_schema(process),
+            "form": suspended_form_schema(process, self.request.user),
         }
         return Response(ProcessDetailSerializer(process, context=context).data, status=code)
 

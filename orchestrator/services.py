@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from guardian.shortcuts import assign_perm
 
 from orchestrator import extensions, registry, selectors
 from orchestrator.crypto import decrypt_json, encrypt_json, token_digest
@@ -76,6 +77,14 @@ def log_user_action(process: Process, name: str, status: str, user) -> None:
         started_at=now,
         completed_at=now,
     )
+
+
+def grant_creator_view(process: Process, user) -> None:
+    """The user who starts a process may view it, whatever their roles say (or later say):
+    an object grant, so every list, page and endpoint that filters by view permission
+    shows it to them."""
+    if user is not None and user.is_authenticated:
+        assign_perm("orchestrator.view_process", user, process)
 
 
 def get_workflow_for_start(workflow_name: str) -> tuple[Workflow, Any]:
@@ -152,6 +161,7 @@ def start_process(
             "workflow_name": workflow_name,
         }
         process.save(force_insert=True)
+        grant_creator_view(process, user)
         for reservation in reservations:
             if reservation.link is not None:
                 reservation.link(process)

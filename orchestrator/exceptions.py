@@ -20,6 +20,12 @@ class Conflict(OrchestratorError):
     http_status = 409
 
 
+class Gone(OrchestratorError):
+    """What was asked for existed but has expired (an expired callback token: HTTP 410)."""
+
+    http_status = 410
+
+
 class PreconditionFailed(OrchestratorError):
     """A workflow's run predicate refused the start (HTTP 412)."""
 

@@ -15,7 +15,7 @@ from guardian.shortcuts import assign_perm
 
 from orchestrator import extensions, registry, selectors
 from orchestrator.crypto import decrypt_json, encrypt_json, token_digest
-from orchestrator.exceptions import Conflict, FormInvalid, NotFound, PreconditionFailed
+from orchestrator.exceptions import Conflict, FormInvalid, Gone, NotFound, PreconditionFailed
 from orchestrator.forms import FormResult, form_json_schema, validate_pages
 from orchestrator.injection import to_json
 from orchestrator.models import (
@@ -247,7 +247,17 @@ def delete_process(*, process: Process, user=None) -> None:
     process.delete()
 
 
+class CallbackExpired(Exception):
+    """The token is right but its callback step's timeout has passed."""
+
+    def __init__(self, process: Process) -> None:
+        super().__init__(str(process.pk))
+        self.process = process
+
+
 def find_callback_process(process_id: Any, token: str) -> Process:
+    """The process awaiting a callback with this token, locked; an expired token is
+    refused on use, not only at the next sweep."""
     process = (
         Process.objects.select_for_update()
         .select_related("workflow")
@@ -260,31 +270,49 @@ def find_callback_process(process_id: Any, token: str) -> Process:
     )
     if process is None:
         raise NotFound("Unknown or already used callback token")
+    if process.callback_expires_at is not None and process.callback_expires_at <= timezone.now():
+        raise CallbackExpired(process)
     return process
+
+
+def refuse_expired_callback(expired: CallbackExpired) -> Gone:
+    """Fail the run as the sweep would (callback timed out) and say so to the caller."""
+    fail_timed_out_callback(expired.process)
+    return Gone(
+        "The callback token has expired: the callback step timed out and the process failed"
+    )
 
 
 def handle_callback(*, process_id: Any, token: str, body: Any) -> Process:
     """The external system reports back: its body lands in `callback_result`."""
     if not isinstance(body, dict):
         raise FormInvalid("The callback body must be a JSON object", {"body": ["Not an object."]})
-    with transaction.atomic():
-        process = find_callback_process(process_id, token)
-        process.state = {**process.state, "callback_result": redactor_for(process)(to_json(body))}
-        process.callback_token = None
-        process.callback_expires_at = None
-        process.status = ProcessStatus.RESUMED
-        process.save()
-        enqueue_process(process)
+    try:
+        with transaction.atomic():
+            process = find_callback_process(process_id, token)
+            process.state = {
+                **process.state, "callback_result": redactor_for(process)(to_json(body))
+            }
+            process.callback_token = None
+            process.callback_expires_at = None
+            process.status = ProcessStatus.RESUMED
+            process.save()
+            enqueue_process(process)
+    except CallbackExpired as expired:
+        raise refuse_expired_callback(expired) from None
     return process
 
 
 def record_callback_progress(*, process_id: Any, token: str, message: Any) -> Process:
     if not isinstance(message, str) or not message.strip():
         raise FormInvalid("'message' must be a non-empty string", {"message": ["Required."]})
-    with transaction.atomic():
-        process = find_callback_process(process_id, token)
-        process.callback_progress = redactor_for(process)(message)[:MAX_CALLBACK_PROGRESS]
-        process.save(update_fields=["callback_progress", "last_modified_at"])
+    try:
+        with transaction.atomic():
+            process = find_callback_process(process_id, token)
+            process.callback_progress = redactor_for(process)(message)[:MAX_CALLBACK_PROGRESS]
+            process.save(update_fields=["callback_progress", "last_modified_at"])
+    except CallbackExpired as expired:
+        raise refuse_expired_callback(expired) from None
     return process
 
 

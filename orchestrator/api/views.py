@@ -160,6 +160,7 @@ ERRORS = {
     403: OpenApiResponse(ApiErrorSerializer, description="Not allowed"),
     404: OpenApiResponse(ApiErrorSerializer, description="Not found"),
     409: OpenApiResponse(ApiErrorSerializer, description="Conflict with the process's state"),
+    410: OpenApiResponse(ApiErrorSerializer, description="The callback token has expired"),
 }
 
 
@@ -339,7 +340,7 @@ class CallbackView(JSONOnlyMixin, APIView):
         summary="The callback route of a callback step",
         description="The JSON object body lands in the process state as `callback_result`.",
         request=OpenApiTypes.OBJECT,
-        responses={200: DetailSerializer, 400: ERRORS[400], 404: ERRORS[404]},
+        responses={200: DetailSerializer, 400: ERRORS[400], 404: ERRORS[404], 410: ERRORS[410]},
         auth=[],
     )
     def post(self, request: Request, process_id: str, token: str) -> Response:
@@ -356,7 +357,7 @@ class CallbackProgressView(JSONOnlyMixin, APIView):
     @extend_schema(
         summary="Report progress of the external job a callback step waits for",
         request=CallbackProgressSerializer,
-        responses={200: DetailSerializer, 400: ERRORS[400], 404: ERRORS[404]},
+        responses={200: DetailSerializer, 400: ERRORS[400], 404: ERRORS[404], 410: ERRORS[410]},
         auth=[],
     )
     def post(self, request: Request, process_id: str, token: str) -> Response:

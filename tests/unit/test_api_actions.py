@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from orchestrator.crypto import token_digest
@@ -200,6 +203,61 @@ def test_callback_body_must_be_a_json_object(waiting, api, body):
     assert response.status_code == 400
     waiting.refresh_from_db()
     assert waiting.status == ProcessStatus.AWAITING_CALLBACK
+
+
+@pytest.mark.parametrize("route", ["", "progress/"])
+def test_an_expired_callback_token_is_refused_at_once(waiting, api, route):
+    """Expired but not yet swept: refused on use (410), and the run fails as the sweep would."""
+    Process.objects.filter(pk=waiting.pk).update(
+        callback_expires_at=timezone.now() - datetime.timedelta(seconds=1)
+    )
+    path = f"/api/processes/{waiting.pk}/callback/known-token/{route}"
+    response = api().post(path, {"ok": True, "message": "late"}, format="json")
+    assert response.status_code == 410, response.content
+    assert "expired" in response.json()["detail"]
+    waiting.refresh_from_db()
+    assert waiting.status == ProcessStatus.FAILED
+    assert waiting.failed_reason == "Callback timed out"
+    assert "callback_result" not in waiting.state and waiting.callback_progress == ""
+    assert waiting.callback_token is None
+    assert api().post(path, {"ok": True, "message": "again"}, format="json").status_code == 404
+
+
+def test_a_callback_token_not_yet_expired_is_accepted(waiting, api):
+    Process.objects.filter(pk=waiting.pk).update(
+        callback_expires_at=timezone.now() + datetime.timedelta(minutes=5)
+    )
+    path = f"/api/processes/{waiting.pk}/callback/known-token/"
+    assert api().post(path, {"ok": True}, format="json").status_code == 200
+
+
+@pytest.mark.parametrize("route", ["", "progress/"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"ok": true, "message": "m", "n": 1e400}',
+        b'{"ok": true, "message": "m", "n": -1e400}',
+        b'{"ok": true, "message": "m", "n": NaN}',
+        b'{"ok": true, "message": "m", "n": Infinity}',
+        b'{"ok": true, "message": "m", "n": [1, {"deep": -Infinity}]}',
+        b'{"ok": tru}',
+        b'{"ok": true, "message": "m"',
+        b"\xff\xfe{}",
+        b'{"message": "\\u0000"}',
+        b'{"n": 1' + b"0" * 5000 + b"}",
+    ],
+)
+def test_callback_bodies_that_are_not_storable_json_are_a_400(waiting, api, route, body):
+    response = api().post(
+        f"/api/processes/{waiting.pk}/callback/known-token/{route}",
+        body,
+        content_type="application/json",
+    )
+    assert response.status_code == 400, response.content
+    assert isinstance(response.json()["detail"], str)
+    waiting.refresh_from_db()
+    assert waiting.status == ProcessStatus.AWAITING_CALLBACK
+    assert waiting.callback_progress == "" and "callback_result" not in waiting.state
 
 
 def test_callback_progress(waiting, operator, api):

@@ -26,6 +26,7 @@ from guardian.shortcuts import get_objects_for_user
 
 from orchestrator import extensions, registry, selectors, services
 from orchestrator.exceptions import NotFound, OrchestratorError
+from orchestrator.filters import BooleanFilter, StrictFilterSet
 from orchestrator.forms import PAGES_FIELD, PagedForm, add_service_errors
 from orchestrator.models import (
     RETRYABLE_STATUSES,
@@ -214,15 +215,16 @@ def _has_errors(form: forms.BaseForm | None) -> bool:
 # --- processes ------------------------------------------------------------------------------
 
 
-class ProcessFilter(django_filters.FilterSet):
-    """The list's GET filters; the same names as the API's query parameters."""
+class ProcessFilter(StrictFilterSet):
+    """The list's GET filters; the same names as the API's query parameters. A malformed
+    value is shown as the filter's error and nothing is listed."""
 
     workflow = django_filters.ChoiceFilter(field_name="workflow__name", empty_label="any")
     status = django_filters.ChoiceFilter(choices=ProcessStatus.choices, empty_label="any")
     tag = django_filters.CharFilter(
         field_name="tag_rows__name", distinct=True, max_length=255, label="Tag"
     )
-    is_task = django_filters.BooleanFilter(
+    is_task = BooleanFilter(
         label="Task runs",
         widget=forms.Select(choices=[("", "any"), ("true", "tasks only"), ("false", "workflows")]),
     )
@@ -247,9 +249,10 @@ def process_list(request: HttpRequest) -> HttpResponse:
         .order_by("-started_at", "-pk")
     )
     process_filter = ProcessFilter(request.GET or None, queryset=queryset, workflow_names=names)
-    page = Paginator(process_filter.qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    page = Paginator(process_filter.rows(), PAGE_SIZE).get_page(request.GET.get("page"))
     context = {"filter": process_filter, "page": page, "processes": page.object_list}
-    return render(request, "orchestrator/process_list.html", context)
+    status = 400 if process_filter.errors else 200
+    return render(request, "orchestrator/process_list.html", context, status=status)
 
 
 def visible_process(request: HttpRequest, pk) -> Process:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import django_filters
 from django.db.models import Q, QuerySet
 
+from orchestrator.filters import BooleanFilter, StrictFilterSet
 from subscriptions.models import Product, ProductStatus, Subscription, SubscriptionLifecycle
 from subscriptions.selectors import product_lookup
 
@@ -37,12 +38,12 @@ class SubscriptionFilterMethods:
         return search_filter(queryset, name, value)
 
 
-class SubscriptionFilter(SubscriptionFilterMethods, django_filters.FilterSet):
+class SubscriptionFilter(SubscriptionFilterMethods, StrictFilterSet):
     product = django_filters.CharFilter(
         method="filter_product", max_length=100, help_text="Product id or name."
     )
     status = django_filters.ChoiceFilter(choices=SubscriptionLifecycle.choices)
-    insync = django_filters.BooleanFilter()
+    insync = BooleanFilter()
     customer_id = django_filters.CharFilter(max_length=100, help_text="Exact customer id.")
     search = django_filters.CharFilter(
         method="filter_search",
@@ -55,7 +56,7 @@ class SubscriptionFilter(SubscriptionFilterMethods, django_filters.FilterSet):
         fields = ["product", "status", "insync", "customer_id", "search"]
 
 
-class ProductFilter(django_filters.FilterSet):
+class ProductFilter(StrictFilterSet):
     status = django_filters.ChoiceFilter(choices=ProductStatus.choices)
     tag = django_filters.CharFilter(max_length=50)
     product_type = django_filters.CharFilter(

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_POST
 
 from orchestrator import registry
 from orchestrator.exceptions import NotFound, OrchestratorError
+from orchestrator.filters import BooleanFilter, StrictFilterSet
 from orchestrator.models import Workflow
 from orchestrator.permissions import user_may
 from orchestrator.views import startable_ids
@@ -27,7 +28,7 @@ from subscriptions.models import Subscription, SubscriptionLifecycle
 PAGE_SIZE = 25
 
 
-class SubscriptionPageFilter(SubscriptionFilterMethods, django_filters.FilterSet):
+class SubscriptionPageFilter(SubscriptionFilterMethods, StrictFilterSet):
     """The list's GET filters; the same names as the API's query parameters."""
 
     search = django_filters.CharFilter(
@@ -40,7 +41,7 @@ class SubscriptionPageFilter(SubscriptionFilterMethods, django_filters.FilterSet
     status = django_filters.ChoiceFilter(
         choices=SubscriptionLifecycle.choices, empty_label="any", label="Status"
     )
-    insync = django_filters.BooleanFilter(
+    insync = BooleanFilter(
         label="In sync",
         widget=forms.Select(choices=[("", "any"), ("true", "in sync"), ("false", "out of sync")]),
     )
@@ -102,13 +103,10 @@ def subscription_list(request: HttpRequest) -> HttpResponse:
     subscription_filter = SubscriptionPageFilter(
         request.GET or None, queryset=queryset, products=products
     )
-    if subscription_filter.is_bound and not subscription_filter.is_valid():
-        rows = queryset.none()  # say what is wrong rather than list everything
-    else:
-        rows = subscription_filter.qs
-    page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
+    page = Paginator(subscription_filter.rows(), PAGE_SIZE).get_page(request.GET.get("page"))
     context = {"filter": subscription_filter, "page": page, "subscriptions": page.object_list}
-    return render(request, "subscriptions/subscription_list.html", context)
+    status = 400 if subscription_filter.errors else 200
+    return render(request, "subscriptions/subscription_list.html", context, status=status)
 
 
 @login_required

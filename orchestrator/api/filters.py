@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
-
 import django_filters
 
+from orchestrator.filters import BooleanFilter, StrictFilterSet
 from orchestrator.models import (
     Process,
     ProcessStatus,
@@ -15,7 +14,7 @@ from orchestrator.models import (
 )
 
 
-class ProcessFilter(django_filters.FilterSet):
+class ProcessFilter(StrictFilterSet):
     workflow = django_filters.CharFilter(
         field_name="workflow__name", max_length=255, help_text="Workflow name."
     )
@@ -23,12 +22,10 @@ class ProcessFilter(django_filters.FilterSet):
     tag = django_filters.CharFilter(
         field_name="tag_rows__name", max_length=255, help_text="A run tag, e.g. branch:main."
     )
-    is_task = django_filters.BooleanFilter()
+    is_task = BooleanFilter()
     parent = django_filters.UUIDFilter(field_name="parent_id", help_text="Parent process id.")
-    subscription = django_filters.CharFilter(
-        method="filter_subscription",
-        max_length=255,
-        help_text="Subscription id: the processes that touched it.",
+    subscription = django_filters.UUIDFilter(
+        method="filter_subscription", help_text="Subscription id: the processes that touched it."
     )
 
     class Meta:
@@ -38,17 +35,13 @@ class ProcessFilter(django_filters.FilterSet):
     def filter_subscription(self, queryset, name, value):
         if not value:
             return queryset
-        try:
-            subscription_id = uuid.UUID(value)
-        except ValueError:
-            return queryset.none()  # not an id: no subscription, so no process touched it
-        return queryset.filter(subscriptions=subscription_id)
+        return queryset.filter(subscriptions=value)
 
 
-class WorkflowFilter(django_filters.FilterSet):
+class WorkflowFilter(StrictFilterSet):
     type = django_filters.ChoiceFilter(choices=WorkflowType.choices)
     target = django_filters.ChoiceFilter(choices=WorkflowTarget.choices)
-    is_task = django_filters.BooleanFilter()
+    is_task = BooleanFilter()
 
     class Meta:
         model = Workflow

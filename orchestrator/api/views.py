@@ -99,9 +99,38 @@ class JSONOnlyMixin:
 
 
 class Pagination(LimitOffsetPagination):
-    """The default page size from settings; `?limit=` can ask for more, up to a bound."""
+    """The default page size from settings; `?limit=` can ask for more, up to a bound.
+
+    `limit` and `offset` are read strictly, as filters are: a value that is not a whole
+    number in range is a 400 naming it, never silently the default page.
+    """
 
     max_limit = 500
+    max_offset = 2**31 - 1
+
+    def whole_number(self, request: Request, name: str, minimum: int, default: int | None):
+        raw = request.query_params.get(name, "")
+        if raw == "":
+            return default
+        if not (raw.isascii() and raw.isdigit() and minimum <= int(raw) <= self.max_offset):
+            raise exceptions.ValidationError(
+                {name: [f"Must be a whole number from {minimum} to {self.max_offset}."]}
+            )
+        return int(raw)
+
+    def get_limit(self, request: Request) -> int | None:
+        limit = self.whole_number(request, self.limit_query_param, 1, self.default_limit)
+        return min(limit, self.max_limit) if limit is not None else None
+
+    def get_offset(self, request: Request) -> int:
+        return self.whole_number(request, self.offset_query_param, 0, 0)
+
+    def get_schema_operation_parameters(self, view) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        bounds = {self.limit_query_param: 1, self.offset_query_param: 0}
+        for parameter in parameters:
+            parameter["schema"].update(minimum=bounds[parameter["name"]], maximum=self.max_offset)
+        return parameters
 
 
 # --- helpers ------------------------------------------------------------------------------

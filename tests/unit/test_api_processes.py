@@ -220,7 +220,8 @@ def test_list_filters(operator, viewer, api):
     assert ids(client.get("/api/processes/?tag=node:1&status=created")) == {str(audited.pk)}
     assert ids(client.get("/api/processes/?is_task=false")) == {str(audited.pk)}
     assert ids(client.get("/api/processes/?is_task=true")) == {str(completed.pk), str(suspended.pk)}
-    assert ids(client.get("/api/processes/?subscription=whatever")) == set()
+    not_an_id = client.get("/api/processes/?subscription=whatever")
+    assert not_an_id.status_code == 400 and "subscription" in not_an_id.json()
     assert ids(client.get("/api/processes/?workflow=nope")) == set()
     bad = client.get("/api/processes/?status=bogus")
     assert bad.status_code == 400 and "status" in bad.json()

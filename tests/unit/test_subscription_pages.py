@@ -117,24 +117,27 @@ def test_subscription_list_filters_search_and_pages(client, create_box, box_prod
 
 
 @pytest.mark.parametrize(
-    "query",
+    ("query", "status"),
     [
-        "insync=maybe",
-        "status=bogus",
-        "product=abc",
-        "product=" + "9" * 40,
-        "search=" + "a" * 10000,
-        "search=%00",
-        "page=abc",
-        "page=-1",
-        "page=99999999999999999999",
+        ("insync=maybe", 400),  # malformed filters: the page shows their errors, lists nothing
+        ("status=bogus", 400),
+        ("product=abc", 400),
+        ("product=" + "9" * 40, 400),
+        ("search=" + "a" * 10000, 400),  # parameters no view can read
+        ("search=%00", 400),
+        ("page=abc", 200),  # a page number out of range shows the first or last page
+        ("page=-1", 200),
+        ("page=99999999999999999999", 200),
     ],
 )
-def test_hostile_list_queries_never_fail(client, create_box, viewer, query):
+def test_hostile_list_queries_never_fail(client, create_box, viewer, query, status):
     create_box()
     client.force_login(viewer)
     response = client.get(reverse("subscription-list") + "?" + query)
-    assert response.status_code == 200, query
+    assert response.status_code == status, query
+    if status == 400:  # a filter's error (nothing listed) or the parameter's (bad request)
+        context = response.context
+        assert ("page" in context and not context["page"].object_list) or "problems" in context
 
 
 def test_list_queries_do_not_grow_with_the_rows(client, box_product, viewer):
@@ -256,8 +259,8 @@ def test_start_page_refusals_never_500(client, create_box, operator):
         start_url("modify_box"), {"__subscription": "zzz", "size": "1"}
     ).status_code == 404
     assert client.get(start_url("create_box", product="99999")).status_code == 404
-    assert client.get(start_url("create_box", product="%00")).status_code == 404
-    assert client.get(start_url("create_box", product="x" * 5000)).status_code == 404
+    assert client.get(start_url("create_box", product="%00")).status_code == 400
+    assert client.get(start_url("create_box", product="x" * 5000)).status_code == 400
     no_target = client.get(start_url("modify_box"))
     assert no_target.status_code == 200 and "runs on a subscription" in html(no_target)
     posted = client.post(start_url("modify_box"), {"size": "1"})
@@ -329,7 +332,6 @@ def test_admin_pages_render_with_filters_and_search(client, create_box, box_prod
         reverse(CHANGELIST),
         reverse(CHANGELIST) + "?q=" + str(box.pk)[:8],
         reverse(CHANGELIST) + "?q=not-a-uuid&status__exact=bogus&insync__exact=maybe",
-        reverse(CHANGELIST) + "?q=%00" + "x" * 3000,
         reverse(CHANGELIST) + f"?product__id__exact={box_product.pk}&insync__exact=1",
         reverse("admin:subscriptions_subscription_change", args=[box.pk]),
         reverse("admin:subscriptions_product_changelist"),

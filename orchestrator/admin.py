@@ -18,7 +18,7 @@ from django.http import HttpRequest
 
 from orchestrator import services
 from orchestrator.exceptions import OrchestratorError
-from orchestrator.models import EngineSettings, Process, ProcessStep, Workflow
+from orchestrator.models import AuditEvent, EngineSettings, Process, ProcessStep, Workflow
 from orchestrator.permissions import user_may
 
 logger = logging.getLogger(__name__)
@@ -27,23 +27,29 @@ logger = logging.getLogger(__name__)
 HIDDEN_PROCESS_FIELDS = ("secrets", "callback_token", "lease_owner", "lease_expires_at")
 
 
-@admin.register(Workflow)
-class WorkflowAdmin(admin.ModelAdmin):
-    list_display = ("name", "type", "target", "is_task", "cron", "concurrency_limit")
-    list_filter = ("type", "target", "is_task")
-    search_fields = ("name", "description")
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows written elsewhere, only looked at here: no add, change or delete."""
 
     def get_readonly_fields(self, request, obj=None):
         return [field.name for field in self.model._meta.fields]
 
     def has_add_permission(self, request):
-        return False  # rows come from the code registry (manage.py migrate_workflows)
+        return False
 
     def has_change_permission(self, request, obj=None):
         return False
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(Workflow)
+class WorkflowAdmin(ReadOnlyAdmin):
+    """Rows come from the code registry (manage.py migrate_workflows)."""
+
+    list_display = ("name", "type", "target", "is_task", "cron", "concurrency_limit")
+    list_filter = ("type", "target", "is_task")
+    search_fields = ("name", "description")
 
 
 class ProcessStepInline(admin.TabularInline):
@@ -199,3 +205,14 @@ class EngineSettingsAdmin(admin.ModelAdmin):
     @admin.action(description="Unpause the engine", permissions=["pause"])
     def unpause_engine(self, request, queryset):
         self.set_paused(request, False)
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    """The audit trail (the page at /audit/ and /api/audit/ show it too)."""
+
+    list_display = ("at", "actor_name", "action", "object_type", "object_repr", "via",
+                    "client_address")
+    list_filter = ("action", "via", "object_type")
+    search_fields = ("actor_name", "action", "object_id", "object_repr")
+    date_hierarchy = "at"

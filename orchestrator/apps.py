@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 from django.db.models.signals import post_migrate
 
 
@@ -13,6 +14,13 @@ def _sync_roles(sender, **kwargs) -> None:
     sync_role_groups()
 
 
+class AuditedAdminConfig(admin_apps.AdminConfig):
+    """`django.contrib.admin` whose `admin.site` records every edit in the audit trail."""
+
+    default = False  # named in INSTALLED_APPS; `orchestrator` itself is OrchestratorConfig
+    default_site = "orchestrator.audit.AuditedAdminSite"
+
+
 class OrchestratorConfig(AppConfig):
     name = "orchestrator"
     verbose_name = "Engine"
@@ -22,7 +30,7 @@ class OrchestratorConfig(AppConfig):
         # Runs after every app's permissions were created (post_migrate order follows
         # INSTALLED_APPS, and permissions come from django.contrib.auth's own handler).
         post_migrate.connect(_sync_roles, dispatch_uid="orchestrator.sync_roles")
-        from orchestrator import registry
+        from orchestrator import audit, registry  # noqa: F401 - audit: the login receivers
 
         registry.register_module("orchestrator.builtin_workflows")  # always, whatever the setting
         registry.load_workflow_modules()

@@ -6,6 +6,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
 
@@ -231,3 +232,33 @@ class WorkerPing(models.Model):
 
     def __str__(self) -> str:
         return self.marker
+
+
+class AuditEvent(models.Model):
+    """One thing a user did outside a process's own steps (pausing the engine, aborting or
+    deleting a process, setting a subscription in sync, an admin edit...): who, what, when,
+    from where. Append-only: written by `orchestrator.audit.record_action`, never edited."""
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_name = models.CharField(
+        max_length=150, blank=True, help_text="The username then; empty for the system."
+    )
+    action = models.CharField(max_length=100, db_index=True)
+    object_type = models.CharField(max_length=100, blank=True, db_index=True)
+    object_id = models.CharField(max_length=255, blank=True, db_index=True)
+    object_repr = models.CharField(max_length=200, blank=True)
+    summary = models.CharField(max_length=500, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+    client_address = models.GenericIPAddressField(null=True, blank=True)
+    via = models.CharField(max_length=16, help_text="page, api, admin or system")
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        default_permissions = ("view",)  # append-only: nobody adds, changes or deletes
+        indexes = [models.Index(fields=["-at", "-id"], name="audit_newest_first")]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_name or 'system'} {self.action}"

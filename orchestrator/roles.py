@@ -23,13 +23,15 @@ OPERATOR_CODENAMES = (
 )
 # Admins manage definitions and may delete and pause on top of what operators do.
 ADMIN_ACTION_PREFIXES = ("add_", "change_", "delete_")
-ADMIN_CODENAMES = ("pause_engine", "set_in_sync")
+ADMIN_CODENAMES = ("pause_engine", "set_in_sync", "view_auditevent")
+# Views only admins hold among the roles (the audit trail: who did what, from where).
+ADMIN_ONLY_VIEWS = ("view_auditevent",)
 
 
 def role_permissions(role: str) -> Q:
     """A filter on `Permission` selecting what `role` holds."""
     in_product = Q(content_type__app_label__in=PRODUCT_APPS)
-    viewer = in_product & Q(codename__startswith="view_")
+    viewer = in_product & Q(codename__startswith="view_") & ~Q(codename__in=ADMIN_ONLY_VIEWS)
     if role == VIEWER:
         return viewer
     operator = viewer | (in_product & Q(codename__in=OPERATOR_CODENAMES))

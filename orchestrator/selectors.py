@@ -7,7 +7,8 @@ from typing import Any
 from django.db.models import QuerySet
 from guardian.shortcuts import get_objects_for_user
 
-from orchestrator.models import EngineSettings, Process, ProcessStep, Workflow
+from orchestrator.models import AuditEvent, EngineSettings, Process, ProcessStep, Workflow
+from orchestrator.permissions import require
 
 
 def engine_is_paused() -> bool:
@@ -26,6 +27,13 @@ def processes_for_user(user) -> QuerySet[Process]:
     return get_objects_for_user(
         user, "orchestrator.view_process", klass=Process, accept_global_perms=True
     ).select_related("workflow")
+
+
+def audit_events_for_user(user) -> QuerySet[AuditEvent]:
+    """The audit trail, for admins and holders of `orchestrator.view_auditevent` only (it
+    names every user and client address): PermissionDenied for anyone else."""
+    require(user, "orchestrator.view_auditevent")
+    return AuditEvent.objects.select_related("actor").order_by("-at", "-id")
 
 
 def input_state(process: Process) -> dict[str, Any]:

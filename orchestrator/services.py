@@ -14,6 +14,7 @@ from django.utils import timezone
 from guardian.shortcuts import assign_perm
 
 from orchestrator import extensions, registry, selectors
+from orchestrator.audit import record_action
 from orchestrator.crypto import decrypt_json, encrypt_json, token_digest
 from orchestrator.exceptions import Conflict, FormInvalid, Gone, NotFound, PreconditionFailed
 from orchestrator.forms import FormResult, form_json_schema, validate_pages
@@ -168,6 +169,10 @@ def start_process(
         ProcessTag.objects.bulk_create(
             ProcessTag(process=process, name=str(tag)[:255]) for tag in dict.fromkeys(tags)
         )
+        if user is not None:  # a person's start (the system's are its schedules and sub-runs)
+            named = {k: str(v) for _, own in owned for k, v in own.items() if v not in (None, "")}
+            record_action("process.start", user=user, target=process,
+                          summary=f"Started {workflow_name}", detail=named)
         enqueue_process(process)
     return process
 
@@ -178,8 +183,13 @@ def resume_process(*, process: Process, input_pages: list[Any] | None = None, us
     with transaction.atomic():
         process = Process.objects.select_for_update().select_related("workflow").get(pk=process.pk)
         if process.status == ProcessStatus.SUSPENDED:
+            step_name = process.next_step_name
             submit_input(process, input_pages or [], user)
+            record_action("process.resume", user=user, target=process,
+                          summary=f"Submitted the input of {step_name}")
         elif process.status in RETRYABLE_STATUSES:
+            record_action("process.retry", user=user, target=process,
+                          summary=f"Retried the {process.status} process")
             try:
                 align_position(process, workflow_steps(process))
             except StepsGone as error:
@@ -233,6 +243,8 @@ def abort_process(*, process: Process, user=None) -> Process:
         process.lease_owner, process.lease_expires_at = "", None
         process.callback_token = None
         process.save()
+        record_action("process.abort", user=user, target=process,
+                      summary=f"Aborted {process.workflow.name}")
         extensions.process_stopped(process, ProcessStatus.ABORTED)
     return process
 
@@ -244,7 +256,10 @@ def delete_process(*, process: Process, user=None) -> None:
         raise Conflict("Only task runs can be deleted; workflow runs are kept for audit")
     if process.status in RUNNABLE_STATUSES and process.lease_owner:
         raise Conflict("The process is running; abort it first")
-    process.delete()
+    with transaction.atomic():
+        record_action("process.delete", user=user, target=process,
+                      summary=f"Deleted a {process.status} task run")
+        process.delete()
 
 
 class CallbackExpired(Exception):
@@ -325,6 +340,10 @@ def set_engine_paused(*, paused: bool, user=None) -> EngineSettings:
         engine.changed_by = user if user is not None and user.is_authenticated else None
         engine.changed_at = timezone.now()
         engine.save()
+        record_action(
+            "engine.pause" if paused else "engine.unpause", user=user, target=engine,
+            summary="Paused the engine" if paused else "Unpaused the engine",
+        )
         if not paused:
             for process in Process.objects.filter(
                 status__in=RUNNABLE_STATUSES, lease_owner=""
@@ -462,4 +481,10 @@ def sync_workflows() -> list[tuple[str, str, dict[str, Any]]]:
                 queue = str(definition.type) if definition else "core"
                 set_workflow_schedule(name, values["cron"], queue)
         ensure_sweep_schedule()
+        if changes:  # what migrate_workflows --apply (or a deployment) changed, schedules too
+            record_action(
+                "workflows.sync", summary=f"Applied {len(changes)} workflow change(s)",
+                detail={"changes": [{"action": action, "workflow": name, "values": values}
+                                    for action, name, values in changes]},
+            )
     return changes

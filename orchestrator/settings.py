@@ -32,7 +32,7 @@ LANGUAGE_CODE = "en-us"
 USE_I18N = False
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "orchestrator.apps.AuditedAdminConfig",  # django.contrib.admin, recording every edit
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -53,6 +53,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "orchestrator.audit.AuditContextMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -193,6 +194,9 @@ ORCHESTRATOR_RETRY_MAX_ATTEMPTS = env_int("ORCHESTRATOR_RETRY_MAX_ATTEMPTS", 5)
 ORCHESTRATOR_RETRY_BASE_SECONDS = env_int("ORCHESTRATOR_RETRY_BASE_SECONDS", 10)
 ORCHESTRATOR_RETRY_MAX_SECONDS = env_int("ORCHESTRATOR_RETRY_MAX_SECONDS", 600)
 ORCHESTRATOR_TASK_RETENTION_DAYS = env_int("ORCHESTRATOR_TASK_RETENTION_DAYS", 30)
+# Reverse proxies in front of the web servers that append to X-Forwarded-For: the audit
+# trail takes the client address from there (0: the connection's own address).
+ORCHESTRATOR_PROXY_COUNT = env_int("ORCHESTRATOR_PROXY_COUNT", 0)
 
 LOGGING = {
     "version": 1,

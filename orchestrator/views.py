@@ -25,6 +25,7 @@ from django_celery_beat.models import PeriodicTask
 from guardian.shortcuts import get_objects_for_user
 
 from orchestrator import extensions, registry, selectors, services
+from orchestrator.api.filters import AuditEventFilter
 from orchestrator.exceptions import NotFound, OrchestratorError
 from orchestrator.filters import BooleanFilter, StrictFilterSet
 from orchestrator.forms import PAGES_FIELD, PagedForm, add_service_errors
@@ -427,3 +428,45 @@ def describe_schedule(task: PeriodicTask) -> str:
         return f"once at {task.clocked.clocked_time:%Y-%m-%d %H:%M} UTC"
     return "-"
 
+
+
+# --- the audit trail ------------------------------------------------------------------------
+
+# Pages of the objects an audit row may name (by `object_type`); others are shown as text.
+AUDIT_OBJECT_PAGES = {
+    "orchestrator.process": "process-detail",
+    "subscriptions.subscription": "subscription-detail",
+}
+
+
+class AuditPageFilter(AuditEventFilter):
+    """The audit API's filters, with widgets for the page."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in ("since", "until"):
+            self.filters[name].extra["widget"] = forms.DateTimeInput(
+                attrs={"type": "datetime-local"}
+            )
+        self.filters["via"].extra["empty_label"] = "any"
+        self.filters["action"].extra["widget"] = forms.TextInput(
+            attrs={"placeholder": "process.abort, or process."}
+        )
+
+
+@login_required
+def audit_list(request: HttpRequest) -> HttpResponse:
+    """The audit trail: who did what outside the processes' own steps, when, from where."""
+    events = selectors.audit_events_for_user(request.user)
+    audit_filter = AuditPageFilter(request.GET or None, queryset=events)
+    if audit_filter.is_bound and not audit_filter.is_valid():
+        rows = events.none()  # say what is wrong rather than list everything
+    else:
+        rows = audit_filter.qs
+    page = Paginator(rows, PAGE_SIZE * 2).get_page(request.GET.get("page"))
+    for event in page.object_list:
+        name = AUDIT_OBJECT_PAGES.get(event.object_type)
+        gone = event.action.endswith(".delete")
+        event.url = reverse(name, args=[event.object_id]) if name and not gone else ""
+    context = {"filter": audit_filter, "page": page, "events": page.object_list}
+    return render(request, "orchestrator/audit_list.html", context)

@@ -7,6 +7,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from orchestrator.audit import record_action
 from orchestrator.exceptions import Conflict, FormInvalid, NotFound
 from orchestrator.models import Process, Workflow
 from orchestrator.permissions import require
@@ -162,4 +163,6 @@ def set_in_sync(*, subscription: Subscription, user=None) -> Subscription:
             )
         subscription.insync = True
         subscription.save(update_fields=["insync"])
+        record_action("subscription.set_in_sync", user=user, target=subscription,
+                      summary="Set the subscription in sync again")
     return subscription

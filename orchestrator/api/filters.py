@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import django_filters
+from django import forms
 
 from orchestrator.filters import BooleanFilter, StrictFilterSet
 from orchestrator.models import (
+    AuditEvent,
     Process,
     ProcessStatus,
     Workflow,
@@ -46,3 +48,52 @@ class WorkflowFilter(StrictFilterSet):
     class Meta:
         model = Workflow
         fields = ["type", "target", "is_task"]
+
+
+AUDIT_CHANNELS = [("page", "page"), ("api", "api"), ("admin", "admin"), ("system", "system")]
+
+
+class IPAddressFilter(django_filters.Filter):
+    field_class = forms.GenericIPAddressField
+
+
+class AuditEventFilter(django_filters.FilterSet):
+    """Filters of the audit trail, shared by `/api/audit/` and the audit page."""
+
+    actor = django_filters.CharFilter(
+        field_name="actor_name", max_length=150, label="Who", help_text="The username (exact)."
+    )
+    action = django_filters.CharFilter(
+        method="filter_action", max_length=100, label="Action",
+        help_text="An action (`process.abort`), or all of a kind with a trailing dot "
+                  "(`process.`).",
+    )
+    object_type = django_filters.CharFilter(
+        max_length=100, label="Object type",
+        help_text="`app_label.model`, e.g. orchestrator.process.",
+    )
+    object_id = django_filters.CharFilter(
+        max_length=255, label="Object id", help_text="The object's id."
+    )
+    via = django_filters.ChoiceFilter(
+        choices=AUDIT_CHANNELS, label="From", help_text="Where it came from."
+    )
+    client_address = IPAddressFilter(label="Client address", help_text="The client's IP address.")
+    since = django_filters.IsoDateTimeFilter(
+        field_name="at", lookup_expr="gte", label="Since", help_text="From this time on (ISO 8601)."
+    )
+    until = django_filters.IsoDateTimeFilter(
+        field_name="at", lookup_expr="lt", label="Until", help_text="Before this time (ISO 8601)."
+    )
+
+    class Meta:
+        model = AuditEvent
+        fields = ["actor", "action", "object_type", "object_id", "via", "client_address",
+                  "since", "until"]
+
+    def filter_action(self, queryset, name, value):
+        if not value:
+            return queryset
+        if value.endswith("."):
+            return queryset.filter(action__startswith=value)
+        return queryset.filter(action=value)

@@ -17,7 +17,7 @@ from rest_framework import serializers
 from orchestrator import extensions
 from orchestrator.extensions import Touched
 from orchestrator.forms import MAX_PAGES
-from orchestrator.models import Process, Workflow
+from orchestrator.models import AuditEvent, Process, Workflow
 from orchestrator.schedules import SCHEDULE_PREFIX, cron_of
 
 MAX_TAGS = 50
@@ -336,3 +336,32 @@ class ScheduleSerializer(serializers.ModelSerializer):
         if task.interval is None:
             return None
         return f"every {task.interval.every} {task.interval.period}"
+
+
+# --- the audit trail ----------------------------------------------------------------------
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    """One thing a user did outside a process's own steps: who, what, when, from where."""
+
+    actor = serializers.CharField(
+        source="actor_name", read_only=True, help_text="The username; empty for the system."
+    )
+
+    class Meta:
+        model = AuditEvent
+        fields = [
+            "id",
+            "at",
+            "actor",
+            "action",
+            "object_type",
+            "object_id",
+            "object_repr",
+            "summary",
+            "detail",
+            "client_address",
+            "via",
+        ]
+        read_only_fields = fields
+        ref_name = "AuditEvent"

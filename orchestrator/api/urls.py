@@ -10,6 +10,7 @@ router = SimpleRouter()
 router.register("workflows", views.WorkflowViewSet, basename="api-workflow")
 router.register("processes", views.ProcessViewSet, basename="api-process")
 router.register("schedules", views.ScheduleViewSet, basename="api-schedule")
+router.register("audit", views.AuditEventViewSet, basename="api-audit")
 
 urlpatterns = [
     path("auth/token/", obtain_auth_token, name="api-token"),

@@ -29,9 +29,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from orchestrator import registry, selectors, services
-from orchestrator.api.filters import ProcessFilter, WorkflowFilter
+from orchestrator.api.filters import AuditEventFilter, ProcessFilter, WorkflowFilter
 from orchestrator.api.serializers import (
     ApiErrorSerializer,
+    AuditEventSerializer,
     CallbackProgressSerializer,
     DetailSerializer,
     EngineSerializer,
@@ -46,7 +47,7 @@ from orchestrator.api.serializers import (
 )
 from orchestrator.exceptions import NotFound
 from orchestrator.forms import form_json_schema, validate_pages
-from orchestrator.models import Process, ProcessStatus, ProcessTag, Workflow
+from orchestrator.models import AuditEvent, Process, ProcessStatus, ProcessTag, Workflow
 from orchestrator.redaction import redacting, redactor_for
 from orchestrator.safejson import bad_string, json_problem
 
@@ -430,3 +431,29 @@ class ScheduleViewSet(JSONOnlyMixin, viewsets.ReadOnlyModelViewSet):
     queryset = PeriodicTask.objects.select_related("crontab", "interval").order_by("name")
     serializer_class = ScheduleSerializer
     filterset_fields = ["enabled"]
+
+
+# --- the audit trail ----------------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="The audit trail, newest first (admins and orchestrator.view_auditevent)",
+        responses={200: AuditEventSerializer(many=True), 400: ERRORS[400], 403: ERRORS[403]},
+    ),
+    retrieve=extend_schema(
+        summary="One audit event",
+        responses={200: AuditEventSerializer, 403: ERRORS[403], 404: ERRORS[404]},
+    ),
+)
+class AuditEventViewSet(JSONOnlyMixin, viewsets.ReadOnlyModelViewSet):
+    queryset = AuditEvent.objects.all()
+    serializer_class = AuditEventSerializer
+    pagination_class = Pagination
+    filterset_class = AuditEventFilter
+    lookup_value_regex = "[0-9]{1,18}"
+
+    def get_queryset(self) -> QuerySet[AuditEvent]:
+        if getattr(self, "swagger_fake_view", False):
+            return AuditEvent.objects.none()
+        return selectors.audit_events_for_user(self.request.user)

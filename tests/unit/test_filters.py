@@ -62,9 +62,10 @@ def test_every_typed_api_filter_is_checked():
 
 
 @pytest.mark.parametrize(("path", "name", "value"), malformed_filters())
-def test_a_malformed_api_filter_value_is_a_400_naming_it(operator, api, path, name, value):
-    start("wf_audited", user=operator)
-    response = api(operator).get(path, {name: value})
+def test_a_malformed_api_filter_value_is_a_400_naming_it(admin_user, api, path, name, value):
+    # An admin may read every list (the audit trail too), so the filter itself answers.
+    start("wf_audited", user=admin_user)
+    response = api(admin_user).get(path, {name: value})
     assert response.status_code == 400, (path, name, response.content)
     body = response.json()
     assert name in body and isinstance(body[name], list)

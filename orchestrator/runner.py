@@ -5,7 +5,9 @@ delivery finds it taken and does nothing. Each step then runs in one transaction
 its log row and the process's new state; the closing UPDATE is conditional on still
 holding the lease, so a worker that lost its lease can never commit. Consecutive steps
 run in the same Celery task; the loop stops at anything that waits (input, callback,
-retry), at the end, or when an admin pauses the engine.
+retry), at the end, or when an admin pauses the engine. A second thread watches the run
+(`watch`): it renews the lease during long steps and fails a step past its time limit
+(orchestrator.timelimits says how the worker gets free of it).
 """
 
 from __future__ import annotations
@@ -40,6 +42,13 @@ from orchestrator.models import (
     StepStatus,
 )
 from orchestrator.redaction import Redactor, redacting
+from orchestrator.timelimits import (
+    StepExecutor,
+    StepSession,
+    exceeded,
+    stack_of,
+    time_limit_of,
+)
 from orchestrator.workflow import Step, StepKind, StepList
 
 logger = logging.getLogger(__name__)
@@ -109,29 +118,110 @@ def claim(process_id: str, owner: str) -> bool:
     return claimed == 1
 
 
-class LeaseHeartbeat(threading.Thread):
-    """Renews the lease while one long step runs, from its own database connection."""
+@dataclass(frozen=True)
+class WatchedStep:
+    """The step a run is executing, as the thread watching the run sees it."""
 
-    def __init__(self, process_id: str, owner: str) -> None:
-        super().__init__(name=f"lease-{process_id}", daemon=True)
-        self.process_id, self.owner = process_id, owner
-        self.stopped = threading.Event()
+    name: str
+    position: int  # the process's position as stored when the step began
+    limit: float
+    deadline: float  # on time.monotonic()'s clock
+    started_at: datetime.datetime
+    thread_id: int
+    session: StepSession
 
-    def run(self) -> None:
-        interval = max(settings.ORCHESTRATOR_LEASE_SECONDS / 3, 0.5)
+
+# What failing an overdue step found (ProcessRun.store_failure).
+RECORDED, MOVED_ON, LEASE_LOST = "recorded", "moved on", "lease lost"
+
+
+class RunWatch:
+    """What the thread executing a run shares with the thread watching it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)
+        self.run: ProcessRun | None = None  # once the run holds its lease
+        self.step: WatchedStep | None = None
+        self.expired = False
+        self.closed = False
+
+    def step_started(self, step: WatchedStep) -> None:
+        with self.changed:
+            self.step = step
+            self.changed.notify_all()
+
+    def step_ended(self) -> bool:
+        """The step's code returned; True when it had been failed for its time limit."""
+        with self.lock:
+            self.step = None
+            return self.expired
+
+    def close(self) -> None:
+        """The run is over in the executing thread: the watcher stops."""
+        with self.changed:
+            self.closed = True
+            self.changed.notify_all()
+
+    def renew_lease(self) -> None:
+        run = self.run
+        if run is None:
+            return
         try:
-            while not self.stopped.wait(interval):
-                try:
-                    Process.objects.filter(pk=self.process_id, lease_owner=self.owner).update(
-                        lease_expires_at=lease_expiry()
-                    )
-                except Exception:  # noqa: BLE001 - a missed beat only shortens the lease
-                    logger.warning("lease heartbeat failed for %s", self.process_id)
-        finally:
-            connection.close()
+            Process.objects.filter(pk=run.process.pk, lease_owner=run.owner).update(
+                lease_expires_at=lease_expiry()
+            )
+        except Exception:  # noqa: BLE001 - a missed renewal only shortens the lease
+            logger.warning("could not renew the lease of %s", run.process.pk)
 
-    def stop(self) -> None:
-        self.stopped.set()
+    def expire(self, watched: WatchedStep) -> bool:
+        """The step passed its time limit: fail the run and end the step's database session.
+        True when the step is given up (the run is over for this worker); False when it
+        ended just in time."""
+        with self.lock:
+            if self.step is not watched or self.run is None:
+                return False
+            if watched.session.blocks_writers:
+                watched.session.end()
+            found = self.run.fail_overdue(watched)
+            if found == MOVED_ON and not watched.session.blocks_writers:
+                return False
+            if not watched.session.blocks_writers:
+                watched.session.end()
+            self.expired = True
+            return True
+
+
+def watch(run_watch: RunWatch) -> bool:
+    """Until the run is closed: renew its lease every third of it and fail a step that
+    passes its time limit. True when a step was given up (see orchestrator.timelimits)."""
+    interval = max(settings.ORCHESTRATOR_LEASE_SECONDS / 3, 0.5)
+    renew_at = time.monotonic() + interval
+    judged: WatchedStep | None = None
+    while True:
+        with run_watch.changed:
+            while True:
+                if run_watch.closed:
+                    return False
+                watched = run_watch.step
+                if watched is judged:
+                    watched = None
+                wake = renew_at if watched is None else min(renew_at, watched.deadline)
+                if time.monotonic() >= wake:
+                    break
+                run_watch.changed.wait(wake - time.monotonic())
+        now = time.monotonic()
+        if watched is not None and now >= watched.deadline:
+            try:
+                if run_watch.expire(watched):
+                    return True
+                judged = watched
+            except Exception:  # noqa: BLE001 - e.g. the database is down: try again soon
+                logger.exception("could not fail the overdue step %r", watched.name)
+                renew_at = min(renew_at, now + 1)
+        if now >= renew_at:
+            run_watch.renew_lease()
+            renew_at = now + interval
 
 
 @dataclass
@@ -232,9 +322,11 @@ def make_room_for_other_writers(step_seconds: float) -> None:
 class ProcessRun:
     """One worker's turn at one process, holding its lease."""
 
-    def __init__(self, process: Process, owner: str) -> None:
+    def __init__(self, process: Process, owner: str, run_watch: RunWatch) -> None:
         self.process = process
         self.owner = owner
+        self.watch = run_watch
+        self.stored_position = process.position  # as the database has it
         self.secrets = decrypt_json(process.secrets)
         self.redact = Redactor(self.secrets)
         self.replanned = False
@@ -274,19 +366,30 @@ class ProcessRun:
                 make_room_for_other_writers(time.monotonic() - started)
 
     def run_step(self, step: Step) -> Outcome | None:
-        """Run one step in its own transaction; None when it failed or the lease was lost."""
+        """Run one step in its own transaction, watched for its time limit; None when it
+        failed or the lease was lost."""
         started = timezone.now()
+        limit = time_limit_of(step)
+        self.watch.step_started(WatchedStep(
+            step.name, self.stored_position, limit, time.monotonic() + limit, started,
+            threading.get_ident(), StepSession(),
+        ))
+        outcome = error = None
         try:
             with transaction.atomic():
                 outcome = self.execute(step)
                 self.commit(step, outcome, started)
                 extensions.process_stopped(self.process, outcome.process_status)
         except LeaseLost:
-            logger.warning("lost the lease of %s; another worker goes on", self.process.pk)
-            return None
-        except Exception as error:  # noqa: BLE001 - every step failure is recorded
+            outcome = None
+        except Exception as failure:  # noqa: BLE001 - every step failure is recorded
+            outcome, error = None, failure
+        if self.watch.step_ended():
+            return None  # failed for its time limit meanwhile, by the watching thread
+        if error is not None:
             self.record_failure(step, error, started)
-            return None
+        elif outcome is None:
+            logger.warning("lost the lease of %s; another worker goes on", self.process.pk)
         return outcome
 
     def state_for_step(self) -> dict[str, Any]:
@@ -385,7 +488,7 @@ class ProcessRun:
             self.replanned = False
         outcome.engine_paused = write_step(self.process.pk, self.owner, log_row, values)
         self.process.state = outcome.state
-        self.process.position = outcome.position
+        self.process.position = self.stored_position = outcome.position
         self.process.status = outcome.process_status
         self.process.delivery_count = 0
 
@@ -402,40 +505,66 @@ class ProcessRun:
         reason = f"{type(error).__name__}: {message}" if message else type(error).__name__
         if isinstance(error, ProcessFailureError) and error.details is not None:
             reason += f"\ndetails: {to_json(error.details)}"
-        values: dict[str, Any] = {
-            "status": status,
-            "failed_reason": self.redact(reason)[:10000],
-            "traceback": self.redact(traceback_module.format_exc())[:50000],
-            "last_modified_at": timezone.now(),
-            "lease_owner": "",
-            "lease_expires_at": None,
-            "delivery_count": 0,
-        }
-        step_status = StepStatus.FAILED
+        retry: dict[str, Any] = {}
         if status == ProcessStatus.WAITING:
-            step_status = StepStatus.WAITING
             delay = retry_delay(self.process.retry_count)
-            values["retry_at"] = timezone.now() + datetime.timedelta(seconds=delay)
-            values["retry_count"] = self.process.retry_count + 1
-        try:
-            with transaction.atomic():
-                ProcessStep.objects.create(
-                    process_id=self.process.pk,
-                    name=step.name,
-                    status=step_status,
-                    state={**self.process.state, "error": values["failed_reason"]},
-                    started_at=started,
-                    completed_at=timezone.now(),
-                )
-                self.update(values)
-                self.tell_extensions(status)
-        except LeaseLost:
+            retry["retry_at"] = timezone.now() + datetime.timedelta(seconds=delay)
+            retry["retry_count"] = self.process.retry_count + 1
+        trace = "".join(traceback_module.format_exception(error))
+        if self.store_failure(step.name, status, reason, trace, started, retry) != RECORDED:
             logger.warning("lost the lease of %s while recording a failure", self.process.pk)
             return
         if status == ProcessStatus.WAITING:
             from orchestrator.services import enqueue_process
 
             enqueue_process(self.process, countdown=retry_delay(self.process.retry_count))
+
+    def fail_overdue(self, watched: WatchedStep) -> str:
+        """From the watching thread: the step passed its time limit (see RunWatch.expire)."""
+        return self.store_failure(
+            watched.name, ProcessStatus.FAILED, exceeded(watched.name, watched.limit),
+            stack_of(watched.thread_id), watched.started_at, at_position=watched.position,
+        )
+
+    def store_failure(
+        self,
+        step_name: str,
+        status: str,
+        reason: str,
+        trace: str,
+        started: datetime.datetime,
+        extra: dict[str, Any] | None = None,
+        at_position: int | None = None,
+    ) -> str:
+        """The failed step's log row and the process's failure, in one transaction, if this
+        run still holds the lease (and, with `at_position`, the process is still at that
+        step). Returns RECORDED, MOVED_ON (the step committed meanwhile) or LEASE_LOST."""
+        values: dict[str, Any] = {
+            "status": status,
+            "failed_reason": self.redact(reason)[:10000],
+            "traceback": self.redact(trace)[:50000],
+            "last_modified_at": timezone.now(),
+            "lease_owner": "",
+            "lease_expires_at": None,
+            "delivery_count": 0,
+            **(extra or {}),
+        }
+        ours = Process.objects.filter(pk=self.process.pk, lease_owner=self.owner)
+        waits = status == ProcessStatus.WAITING
+        with transaction.atomic():
+            at_step = ours if at_position is None else ours.filter(position=at_position)
+            if not at_step.update(**values):
+                return MOVED_ON if at_position is not None and ours.exists() else LEASE_LOST
+            ProcessStep.objects.create(
+                process_id=self.process.pk,
+                name=step_name,
+                status=StepStatus.WAITING if waits else StepStatus.FAILED,
+                state={**self.process.state, "error": values["failed_reason"]},
+                started_at=started,
+                completed_at=timezone.now(),
+            )
+            self.tell_extensions(status)
+        return RECORDED
 
     def tell_extensions(self, status: str) -> None:
         """A failure is recorded even when an extension cannot take note of it (logged)."""
@@ -479,23 +608,58 @@ class ProcessRun:
             pass
 
 
-def run_process(process_id: str) -> bool:
-    """Run a process as far as it goes; False when another worker holds it (or nothing to do)."""
-    if selectors.engine_is_paused():
-        Process.objects.filter(
-            pk=process_id, status__in=(ProcessStatus.CREATED, ProcessStatus.RESUMED)
-        ).update(status=ProcessStatus.QUEUED)
-        return False
-    owner = new_lease_owner()
-    if not claim(process_id, owner):
-        return False
-    process = Process.objects.select_related("workflow").get(pk=process_id)
-    heartbeat = LeaseHeartbeat(str(process_id), owner)
-    heartbeat.start()
+def execute_run(process_id: str, run_watch: RunWatch) -> bool:
+    """Claim the process and run it as far as it goes, in the calling thread; False when
+    another worker holds it (or there is nothing to do)."""
     try:
-        process_run = ProcessRun(process, owner)
+        if selectors.engine_is_paused():
+            Process.objects.filter(
+                pk=process_id, status__in=(ProcessStatus.CREATED, ProcessStatus.RESUMED)
+            ).update(status=ProcessStatus.QUEUED)
+            return False
+        owner = new_lease_owner()
+        if not claim(process_id, owner):
+            return False
+        process = Process.objects.select_related("workflow").get(pk=process_id)
+        process_run = run_watch.run = ProcessRun(process, owner, run_watch)
         with redacting(process_run.redact):  # what its steps log, too
             process_run.run()
+        return True
     finally:
-        heartbeat.stop()
-    return True
+        run_watch.close()
+
+
+def run_process(process_id: str) -> bool:
+    """Run a process as far as it goes, in this thread (in-process callers, tests).
+
+    A watcher thread renews the lease and fails a step past its time limit, but this
+    thread stays with such a step until its code returns: workers use
+    `run_process_on_worker`, which gives the step up instead.
+    """
+    run_watch = RunWatch()
+    watcher = threading.Thread(
+        target=_watch_from_own_thread, args=(run_watch,), daemon=True, name=f"watch-{process_id}"
+    )
+    watcher.start()
+    return execute_run(process_id, run_watch)
+
+
+def _watch_from_own_thread(run_watch: RunWatch) -> None:
+    try:
+        watch(run_watch)
+    finally:
+        connection.close()
+
+
+def run_process_on_worker(process_id: str) -> bool:
+    """What the Celery task runs: the run executes on this thread's StepExecutor while this
+    thread watches it. A step past its time limit is failed and given up, and this thread
+    is free at once (orchestrator.timelimits)."""
+    executor = StepExecutor.for_this_thread()
+    run_watch = RunWatch()
+    job = executor.submit(execute_run, process_id, run_watch)
+    if watch(run_watch):
+        executor.abandon()
+        return True
+    job.done.wait()
+    return job.outcome()

@@ -189,6 +189,11 @@ ORCHESTRATOR_WORKFLOW_MODULES = env_list(
 )
 # A lease outlives a stalled worker by this long before the sweep takes the run back.
 ORCHESTRATOR_LEASE_SECONDS = env_int("ORCHESTRATOR_LEASE_SECONDS", 60)
+# A step running longer fails ("exceeded its time limit") and frees its worker; a step may
+# set its own (`@step("Name", time_limit=...)`). Long external jobs belong in callback steps.
+ORCHESTRATOR_STEP_TIME_LIMIT_SECONDS = env_int(
+    "ORCHESTRATOR_STEP_TIME_LIMIT_SECONDS", 3600, minimum=1
+)
 ORCHESTRATOR_SWEEP_INTERVAL_SECONDS = env_int("ORCHESTRATOR_SWEEP_INTERVAL_SECONDS", 30)
 ORCHESTRATOR_RETRY_MAX_ATTEMPTS = env_int("ORCHESTRATOR_RETRY_MAX_ATTEMPTS", 5)
 ORCHESTRATOR_RETRY_BASE_SECONDS = env_int("ORCHESTRATOR_RETRY_BASE_SECONDS", 10)

@@ -9,7 +9,7 @@ from orchestrator import runner, services
 
 @shared_task(name="orchestrator.run_process", acks_late=True, ignore_result=True)
 def run_process_task(process_id: str) -> None:
-    runner.run_process(process_id)
+    runner.run_process_on_worker(process_id)
 
 
 @shared_task(name="orchestrator.recovery_sweep", ignore_result=True)

@@ -41,6 +41,8 @@ class Step:
     assignee: str = "SYSTEM"
     predicate: Callable[[State], bool] | None = None
     callback_timeout: int | None = None
+    # Seconds the step may run; None: ORCHESTRATOR_STEP_TIME_LIMIT_SECONDS.
+    time_limit: float | None = None
 
     def __rshift__(self, other: Step | StepList) -> StepList:
         return StepList([self]) >> other
@@ -85,6 +87,11 @@ class StepList:
 def _make_decorator(name: str, kind: str, **options: Any) -> Callable[[Callable], Step]:
     if not isinstance(name, str) or not name.strip():
         raise TypeError("a step needs a name: use @step('Name')")
+    time_limit = options.get("time_limit")
+    if time_limit is not None and (
+        isinstance(time_limit, bool) or not isinstance(time_limit, int | float) or time_limit <= 0
+    ):
+        raise ValueError(f"step {name!r}: time_limit must be a positive number of seconds")
 
     def decorator(func: Callable) -> Step:
         return Step(name=name, func=func, kind=kind, **options)
@@ -92,14 +99,15 @@ def _make_decorator(name: str, kind: str, **options: Any) -> Callable[[Callable]
     return decorator
 
 
-def step(name: str) -> Callable[[Callable], Step]:
-    """A step: parameters filled from the state by name, the returned dict merged into it."""
-    return _make_decorator(name, StepKind.STEP)
+def step(name: str, time_limit: float | None = None) -> Callable[[Callable], Step]:
+    """A step: parameters filled from the state by name, the returned dict merged into it.
+    Past `time_limit` seconds (default: ORCHESTRATOR_STEP_TIME_LIMIT_SECONDS) it fails."""
+    return _make_decorator(name, StepKind.STEP, time_limit=time_limit)
 
 
-def retrystep(name: str) -> Callable[[Callable], Step]:
+def retrystep(name: str, time_limit: float | None = None) -> Callable[[Callable], Step]:
     """A step whose failures put the process in `waiting` and retry it with backoff."""
-    return _make_decorator(name, StepKind.RETRY)
+    return _make_decorator(name, StepKind.RETRY, time_limit=time_limit)
 
 
 def inputstep(name: str, assignee: str = "SYSTEM") -> Callable[[Callable], Step]:
@@ -126,7 +134,11 @@ def callback_step(
     and runs `validate_step`. With `timeout` (seconds) an unanswered callback fails.
     """
     action = Step(
-        name=name, func=action_step.func, kind=StepKind.CALLBACK, callback_timeout=timeout
+        name=name,
+        func=action_step.func,
+        kind=StepKind.CALLBACK,
+        callback_timeout=timeout,
+        time_limit=action_step.time_limit,
     )
     return StepList([action, validate_step])
 

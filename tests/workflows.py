@@ -231,6 +231,44 @@ def wf_secret_failure() -> StepList:
     return init >> keep_nested_copies >> log_in_and_fail >> done
 
 
+@step("Hang", time_limit=1)
+def hang(process_id: str) -> State:
+    """Writes, then hangs where nothing can interrupt it (a sleep in C)."""
+    record(f"{process_id}:hang")
+    time.sleep(300)
+    return {"woke_up": True}
+
+
+@workflow("A step that hangs past its time limit")
+def wf_hang() -> StepList:
+    return init >> hang >> done
+
+
+@step("Wait for the lock")
+def wait_for_the_lock(process_id: str) -> State:
+    """Blocks on a row lock someone else holds (the default time limit applies)."""
+    record(f"{process_id}:waiting")
+    WorkerPing.objects.select_for_update().get(marker="the-lock")
+    return {"got_the_lock": True}
+
+
+@workflow("A step blocked on a database lock")
+def wf_locked() -> StepList:
+    return init >> wait_for_the_lock >> done
+
+
+@step("Overrun", time_limit=1)
+def overrun(process_id: str) -> State:
+    record(f"{process_id}:overrun")
+    time.sleep(2.5)
+    return {"overran": True}
+
+
+@workflow("A step that overruns its limit, then returns")
+def wf_overrun() -> StepList:
+    return init >> overrun >> done
+
+
 @step("Assert something")
 def assert_something() -> State:
     assert 1 == 2, "inventory and network disagree"
@@ -317,6 +355,9 @@ WORKFLOWS = [
         "wf_api_down",
         "wf_abort",
         "wf_missing_key",
+        "wf_hang",
+        "wf_locked",
+        "wf_overrun",
         "wf_refused",
         "wf_pick",
     )

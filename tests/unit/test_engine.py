@@ -326,3 +326,26 @@ def test_migrate_workflows_reports_and_applies_differences(synced):
     sync_workflows()
     kept.refresh_from_db()
     assert kept.removed_at is not None and workflow_changes() == []
+
+
+def test_time_limits_are_declared_per_step_and_checked():
+    from orchestrator.workflow import callback_step, retrystep
+
+    assert step("A")(lambda: None).time_limit is None  # the settings' default applies
+    assert step("B", time_limit=2.5)(lambda: None).time_limit == 2.5
+    assert retrystep("C", time_limit=30)(lambda: None).time_limit == 30
+    action = step("Act", time_limit=7)(lambda: None)
+    assert callback_step("Call", action, step("Check")(lambda: None))[0].time_limit == 7
+    for wrong in (0, -1, True, "10"):
+        with pytest.raises(ValueError, match="time_limit must be a positive number"):
+            step("D", time_limit=wrong)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_step_that_overruns_its_limit_in_process_is_failed_and_its_late_result_dropped(synced):
+    process = run(start("wf_overrun"))
+    assert process.status == "failed"
+    assert process.failed_reason == "Step 'Overrun' exceeded its time limit of 1 s"
+    assert "overran" not in process.state
+    assert not WorkerPing.objects.filter(marker=f"{process.pk}:overrun").exists()
+    assert step_log(process) == [("Start", "success"), ("Overrun", "failed")]

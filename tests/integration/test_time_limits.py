@@ -47,7 +47,9 @@ def test_a_step_blocked_on_a_row_lock_fails_under_the_default_limit_and_lets_go(
     start_worker(pool="threads", concurrency=1, ORCHESTRATOR_STEP_TIME_LIMIT_SECONDS="1")
     WorkerPing.objects.create(marker="the-lock")
     with psycopg.connect(database_url_for_tests()) as holder:
-        holder.execute("SELECT id FROM orchestrator_workerping WHERE marker = 'the-lock' FOR UPDATE")
+        holder.execute(
+            "SELECT id FROM orchestrator_workerping WHERE marker = 'the-lock' FOR UPDATE"
+        )
         blocked = start("wf_locked")
         wait_for(lambda: status_of(blocked) == "failed", timeout=60)
         blocked.refresh_from_db()

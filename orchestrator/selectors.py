@@ -9,6 +9,7 @@ from guardian.shortcuts import get_objects_for_user
 
 from orchestrator.models import AuditEvent, EngineSettings, Process, ProcessStep, Workflow
 from orchestrator.permissions import require
+from orchestrator.statediff import state_diff
 
 
 def engine_is_paused() -> bool:
@@ -64,17 +65,13 @@ def current_input_form(process: Process) -> Any:
 
 
 def process_step_diffs(process: Process) -> list[dict[str, Any]]:
-    """Each logged step with what it changed in the state compared with the one before."""
+    """Each logged step with what it changed in the state compared with the one before, path
+    by path (`subscription.size`, not the whole subscription: `orchestrator.statediff`)."""
     previous: dict[str, Any] = {}
     rows = []
     for step in ProcessStep.objects.filter(process=process).select_related("created_by"):
         state = step.state or {}
-        changed = {
-            key: {"old": previous.get(key), "new": value}
-            for key, value in state.items()
-            if key not in previous or previous[key] != value
-        }
-        removed = sorted(key for key in previous if key not in state)
+        changed, removed = state_diff(previous, state)
         rows.append({"step": step, "changed": changed, "removed": removed})
         if step.status not in ("failed", "waiting"):
             previous = state

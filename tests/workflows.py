@@ -360,6 +360,7 @@ WORKFLOWS = [
         "wf_overrun",
         "wf_refused",
         "wf_pick",
+        "wf_nested",
     )
 ] + [_test("wf_audited", is_task=False)]
 
@@ -367,3 +368,22 @@ WORKFLOWS = [
 @workflow("A non-task workflow (kept for audit)")
 def wf_audited() -> StepList:
     return init >> done
+
+
+@step("Build config")
+def build_config() -> State:
+    ports = [{"name": "xe-0/0/1", "speed": "10G"}, {"name": "xe-0/0/2", "speed": "10G"}]
+    return {"config": {"hostname": "ams-edge-01", "ports": ports, "vlan": 10, "legacy": True}}
+
+
+@step("Upgrade port")
+def upgrade_port(config: dict) -> State:
+    config["ports"][1]["speed"] = "100G"
+    config["mtu"] = 9000
+    del config["legacy"]
+    return {"config": config}
+
+
+@workflow("Change one port of a nested configuration")
+def wf_nested() -> StepList:
+    return init >> build_config >> upgrade_port >> done

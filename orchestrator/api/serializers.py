@@ -131,10 +131,11 @@ class ProcessStepSerializer(serializers.Serializer):
         source="step.created_by.username", allow_null=True, default=None
     )
     changed = serializers.JSONField(
-        help_text='What the step changed: {key: {"old": value, "new": value}}.'
+        help_text='What the step changed, path by path: {path: {"old": value, "new": value}}; '
+                  'a path is a state key or a nested one ("subscription.size", "ports[1].speed").'
     )
     removed = serializers.ListField(
-        child=serializers.CharField(), help_text="State keys the step removed."
+        child=serializers.CharField(), help_text="State paths the step removed."
     )
 
     class Meta:

@@ -297,3 +297,16 @@ def test_the_page_size_is_bounded(operator, viewer, api, monkeypatch):
         start("wf_audited", user=operator)
     body = api(viewer).get("/api/processes/?limit=100").json()
     assert body["count"] == 3 and len(body["results"]) == 2
+
+
+def test_a_step_changing_one_nested_key_shows_that_path_only(operator, api):
+    process = run(start("wf_nested", user=operator))
+    body = api(operator).get(f"/api/processes/{process.pk}/").json()
+    upgrade = next(step for step in body["steps"] if step["name"] == "Upgrade port")
+    assert upgrade["changed"] == {
+        "config.ports[1].speed": {"old": "10G", "new": "100G"},
+        "config.mtu": {"old": None, "new": 9000},
+    }
+    assert upgrade["removed"] == ["config.legacy"]
+    build = next(step for step in body["steps"] if step["name"] == "Build config")
+    assert list(build["changed"]) == ["config"]  # new: the whole object, once

@@ -18,8 +18,8 @@ The engine calls every registered extension, in registration order, at four poin
   user may not see (`resolve_targets`); inside the transaction that stores the process
   it may veto the start (raise an `OrchestratorError`) or prepare it (`reserve`): state
   keys the run starts with, secrets it receives in memory only, and a link written once
-  the process row exists. A start page asks it what to show about the targets
-  (`start_page`).
+  the process row exists. A start page asks it what to show about the targets, and
+  which to ask for first when none was given (`start_page`).
 - what a process touched (`touched`): objects shown on the process page and in the API.
 - when a process stops running by itself (`process_stopped`): completed, failed,
   aborted..., called inside the very transaction that records the new status, so what an
@@ -99,9 +99,22 @@ class StartTarget:
     back_url: str = ""
 
 
+@dataclass(frozen=True)
+class StartChoice:
+    """A target the start page asks for first when it was not given one (the product of a
+    create workflow, the subscription of a modify workflow): the page offers these options
+    and, once one is chosen, shows the workflow's form for it."""
+
+    name: str  # the start target's name (the query parameter the choice sets)
+    label: str
+    options: tuple[tuple[str, str], ...]  # (value, text), only what the user may see
+    help: str = ""
+
+
 @dataclass
 class StartPage:
     targets: list[StartTarget] = field(default_factory=list)
+    choices: list[StartChoice] = field(default_factory=list)  # asked for before the form
     problem: str = ""  # why a start would be refused, said before the form is filled
     initial: dict[str, Any] = field(default_factory=dict)  # initial values of form fields
 

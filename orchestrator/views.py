@@ -147,6 +147,7 @@ def start_page_for(request: HttpRequest, workflow: Workflow) -> extensions.Start
         except NotFound as error:
             raise Http404(error.message) from None
         page.targets.extend(part.targets)
+        page.choices.extend(part.choices)
         page.problem = page.problem or part.problem
         page.initial.update(part.initial)
     return page
@@ -161,6 +162,11 @@ def workflow_start(request: HttpRequest, name: str) -> HttpResponse:
     if definition is None:
         raise Http404("This workflow is no longer in the code registry.")
     start_page = start_page_for(request, workflow)
+    back = next((target for target in start_page.targets if target.back_url), None)
+    if start_page.choices and request.method == "GET":  # what the run is for, first
+        context = {"workflow": workflow, "choices": start_page.choices,
+                   "targets": start_page.targets, "back": back, "problem": start_page.problem}
+        return render(request, "orchestrator/workflow_start.html", context)
     targets = {target.name: target.value for target in start_page.targets}
     spec = definition.load()
     purpose = f"start:{workflow.name}:" + ":".join(f"{k}={v}" for k, v in sorted(targets.items()))
@@ -195,7 +201,6 @@ def workflow_start(request: HttpRequest, name: str) -> HttpResponse:
         for field_name, value in start_page.initial.items():
             if field_name in form.fields:
                 form.initial.setdefault(field_name, value)
-    back = next((target for target in start_page.targets if target.back_url), None)
     context = {
         "workflow": workflow,
         "paged": paged,

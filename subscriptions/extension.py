@@ -10,9 +10,50 @@ from typing import Any
 
 from django.urls import reverse
 
-from orchestrator.extensions import ProcessExtension, Reservation, StartPage, StartTarget, Touched
+from orchestrator.extensions import (
+    ProcessExtension,
+    Reservation,
+    StartChoice,
+    StartPage,
+    StartTarget,
+    Touched,
+)
 from orchestrator.models import Process, Workflow
 from subscriptions import selectors, services
+
+
+def product_choice(user, workflow: Workflow) -> StartChoice:
+    """The products the user may see that `workflow` creates subscriptions of."""
+    products = selectors.product_choices(user, workflow)
+    return StartChoice(
+        name="product", label="Product",
+        options=tuple((str(p.pk), f"{p.name} ({p.product_type.name})") for p in products),
+        help="The product the new subscription is of." if products else
+        f"No product you may see offers {workflow.name}: an admin links it to one.",
+    )
+
+
+def subscription_choice(user, workflow: Workflow) -> StartChoice:
+    """The subscriptions the user may see that `workflow` could run on (at most
+    MAX_START_CHOICES; whether it may run now is said once one is chosen)."""
+    found = selectors.subscription_choices(user, workflow)
+    shown = found[: selectors.MAX_START_CHOICES]
+    if not shown:
+        help_text = f"No subscription you may see is one {workflow.name} runs on."
+    elif len(found) > len(shown):
+        help_text = (f"The first {len(shown)} by description; for another, open it on the "
+                     "subscriptions page and start the workflow there.")
+    else:
+        help_text = "The subscription the workflow changes."
+    return StartChoice(
+        name="subscription", label="Subscription",
+        options=tuple(
+            (str(s.pk), f"{s.description} ({s.product.name}, {s.status}"
+                        f"{'' if s.insync else ', out of sync'})")
+            for s in shown
+        ),
+        help=help_text,
+    )
 
 
 class SubscriptionExtension(ProcessExtension):
@@ -52,6 +93,10 @@ class SubscriptionExtension(ProcessExtension):
         if targets.get("product"):
             product = selectors.visible_product(user, targets["product"])
         page = StartPage(problem=selectors.start_problem(workflow, subscription, product))
+        if workflow.target == "create" and product is None:
+            page.choices.append(product_choice(user, workflow))
+        elif workflow.target in selectors.SUBSCRIPTION_TARGETS and subscription is None:
+            page.choices.append(subscription_choice(user, workflow))
         if subscription is not None:
             url = reverse("subscription-detail", args=[subscription.pk])
             page.targets.append(StartTarget(

@@ -144,18 +144,30 @@ def create_refusal(workflow: Workflow, product: Product) -> str | None:
 def start_problem(
     workflow: Workflow, subscription: Subscription | None, product: Product | None
 ) -> str:
-    """Why starting `workflow` here would be refused, to say so before the form is filled."""
-    if workflow.target in SUBSCRIPTION_TARGETS:
-        if subscription is None:
-            return (f"{workflow.name} runs on a subscription: start it from the page of the "
-                    "subscription it should change.")
+    """Why starting `workflow` on what it was given would be refused, to say so before the
+    form is filled ("" when it would not, or when it still has to be chosen)."""
+    if workflow.target in SUBSCRIPTION_TARGETS and subscription is not None:
         return workflow_usability(workflow, subscription).reason or ""
-    if workflow.target == "create":
-        if product is None:
-            return (f"{workflow.name} creates a subscription: start it from the products page, "
-                    "for the product it should create.")
+    if workflow.target == "create" and product is not None:
         return create_refusal(workflow, product) or ""
     return ""
+
+
+MAX_START_CHOICES = 200
+
+
+def product_choices(user, workflow: Workflow) -> list[Product]:
+    """The products a create workflow may make a subscription of that `user` may see."""
+    return list(products_for_user(user).filter(workflows=workflow).order_by("name"))
+
+
+def subscription_choices(user, workflow: Workflow) -> list[Subscription]:
+    """Subscriptions `user` may see that `workflow` could run on (its products', in the
+    lifecycles it runs on), at most MAX_START_CHOICES + 1 (to tell that there are more)."""
+    subscriptions = subscriptions_for_user(user).filter(status__in=usable_lifecycles(workflow))
+    if workflow.name not in settings.DEFAULT_PRODUCT_WORKFLOWS:
+        subscriptions = subscriptions.filter(product__workflows=workflow)
+    return list(subscriptions.order_by("description", "pk")[: MAX_START_CHOICES + 1])
 
 
 def workflow_link_refusal(product: Product, workflows: list[Workflow]) -> str | None:

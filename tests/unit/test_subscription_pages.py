@@ -11,7 +11,7 @@ from django.urls import reverse
 from guardian.shortcuts import assign_perm
 
 from orchestrator import services
-from orchestrator.models import Process
+from orchestrator.models import Process, Workflow
 from subscriptions.models import Subscription
 from tests.factories import user_with_role
 from tests.helpers import run, start_on
@@ -261,14 +261,42 @@ def test_start_page_refusals_never_500(client, create_box, operator):
     assert client.get(start_url("create_box", product="99999")).status_code == 404
     assert client.get(start_url("create_box", product="%00")).status_code == 400
     assert client.get(start_url("create_box", product="x" * 5000)).status_code == 400
-    no_target = client.get(start_url("modify_box"))
-    assert no_target.status_code == 200 and "runs on a subscription" in html(no_target)
+    no_target = html(client.get(start_url("modify_box")))
+    assert 'name="subscription"' in no_target and f'value="{box.pk}"' in no_target
+    assert "errorbox" not in no_target
     posted = client.post(start_url("modify_box"), {"size": "1"})
     assert posted.status_code == 400 and "give its id" in html(posted)
     invalid = client.post(start_url("modify_box"), {"__subscription": str(box.pk), "size": "0"})
     assert invalid.status_code == 400
     box.refresh_from_db()
     assert box.insync is True and not Process.objects.filter(workflow__name="modify_box").exists()
+
+
+def test_a_start_without_its_product_offers_the_products_the_user_may_see(
+    client, box_product, create_box
+):
+    """Start on a create workflow from the workflow list: the page asks for the product
+    first, offering only products the user may view that the workflow belongs to."""
+    from subscriptions.models import Product
+
+    hidden = Product.objects.create(name="Hidden box", product_type=box_product.product_type)
+    unlinked = Product.objects.create(name="Unlinked box", product_type=box_product.product_type)
+    hidden.workflows.add(Workflow.objects.get(name="create_box"))
+    user = user_with_role(None)
+    assign_perm("orchestrator.view_workflow", user, Workflow.objects.get(name="create_box"))
+    assign_perm("orchestrator.start_workflow", user, Workflow.objects.get(name="create_box"))
+    client.force_login(user)
+    page = html(client.get(start_url("create_box")))
+    assert 'name="product"' in page and "errorbox" not in page
+    assert "No product you may see offers create_box" in page and "Continue" in page
+    assign_perm("subscriptions.view_product", user, box_product)
+    assign_perm("subscriptions.view_product", user, unlinked)
+    page = html(client.get(start_url("create_box")))
+    assert f'<option value="{box_product.pk}">Box (Box)</option>' in page
+    assert "Hidden box" not in page and "Unlinked box" not in page
+    assert 'name="customer_id"' not in page  # the form comes once the product is chosen
+    chosen = html(client.get(start_url("create_box", product=box_product.pk)))
+    assert 'name="customer_id"' in chosen and 'name="__product"' in chosen
 
 
 def test_start_page_fills_the_version_and_refuses_stale_data(client, create_box, operator):

@@ -15,7 +15,8 @@ The engine calls every registered extension, in registration order, at four poin
 - a start (`services.start_process`): each extension owns some *start targets* — keyword
   arguments of `start_process` naming what the run is for (the subscriptions app owns
   `subscription` and `product`). Before anything is stored it may refuse a target the
-  user may not see (`resolve_targets`); inside the transaction that stores the process
+  user may not see (`resolve_targets`) and refuse input the run cannot succeed with
+  (`check_input`); inside the transaction that stores the process
   it may veto the start (raise an `OrchestratorError`) or prepare it (`reserve`): state
   keys the run starts with, secrets it receives in memory only, and a link written once
   the process row exists. A start page asks it what to show about the targets, and
@@ -134,6 +135,13 @@ class ProcessExtension:
     def form_state(self, targets: Mapping[str, Any]) -> dict[str, Any]:
         """State the start's input forms are built from (e.g. the subscription id)."""
         return {}
+
+    def check_input(
+        self, *, workflow: Workflow, targets: Mapping[str, Any], data: Mapping[str, Any]
+    ) -> None:
+        """Before anything is stored, with the validated input (`data`): refuse input the
+        run could not succeed with (raise FormInvalid naming the fields), so a start that
+        is bound to fail later is a 400 now and leaves nothing behind."""
 
     def reserve(
         self, *, workflow: Workflow, targets: Mapping[str, Any], pages: list[Any]

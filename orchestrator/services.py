@@ -134,6 +134,8 @@ def start_process(
     pages = [] if input_pages is None else input_pages
     result = validate_pages(spec.initial_input_form, pages, state=form_state, user=user)
     require_all_pages(result, user)
+    for extension, own in owned:
+        extension.check_input(workflow=workflow_row, targets=own, data=result.data)
     with transaction.atomic():
         reservations = [
             reservation

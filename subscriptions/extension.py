@@ -19,6 +19,7 @@ from orchestrator.extensions import (
     Touched,
 )
 from orchestrator.models import Process, Workflow
+from orchestrator.targets import Target
 from subscriptions import selectors, services
 
 
@@ -70,6 +71,12 @@ class SubscriptionExtension(ProcessExtension):
     def form_state(self, targets: Mapping[str, Any]) -> dict[str, Any]:
         subscription = targets.get("subscription")
         return {"subscription_id": str(subscription)} if subscription else {}
+
+    def check_input(
+        self, *, workflow: Workflow, targets: Mapping[str, Any], data: Mapping[str, Any]
+    ) -> None:
+        if workflow.target == Target.CREATE:
+            services.check_new_subscription(data)
 
     def reserve(
         self, *, workflow: Workflow, targets: Mapping[str, Any], pages: list[Any]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -114,17 +116,46 @@ def link_process(process: Process, subscription: Subscription) -> None:
     ProcessSubscription.objects.get_or_create(process=process, subscription=subscription)
 
 
-def create_subscription(
-    *, product_id: int, customer_id: str, description: str, process: Process | None = None
+def new_subscription(
+    *, product_id: int | None, customer_id: Any = "", description: Any = ""
 ) -> Subscription:
+    """The subscription a create workflow makes, not saved yet, checked against the model's
+    rules (a ValidationError names the fields)."""
     subscription = Subscription(
         product_id=product_id,
         customer_id=customer_id,
-        description=description,
+        description=description or "new subscription",
         status="initial",
         insync=False,
     )
     subscription.full_clean(exclude=["product"])
+    return subscription
+
+
+def check_new_subscription(data: Mapping[str, Any]) -> None:
+    """At the start of a create workflow: refuse the input its "Create subscription" step
+    would refuse later (a missing customer_id...), naming the fields, before anything is
+    stored — no run, no orphan subscription."""
+    try:
+        new_subscription(
+            product_id=None,
+            customer_id=data.get("customer_id", ""),
+            description=data.get("description", ""),
+        )
+    except ValidationError as error:
+        fields = error.message_dict
+        problems = "; ".join(f"{name}: {' '.join(items)}" for name, items in sorted(fields.items()))
+        raise FormInvalid(
+            f"The new subscription cannot be created from this input: {problems}", fields
+        ) from None
+
+
+def create_subscription(
+    *, product_id: int, customer_id: str, description: str, process: Process | None = None
+) -> Subscription:
+    subscription = new_subscription(
+        product_id=product_id, customer_id=customer_id, description=description
+    )
     subscription.save()
     if process is not None:
         link_process(process, subscription)

@@ -99,7 +99,21 @@ def move_box() -> StepList:
     return begin >> move_box_step
 
 
+class CreateCrateForm(forms.Form):
+    """A sloppy form: the customer is optional here, the description too long for the model."""
+
+    customer_id = forms.CharField(max_length=100, required=False)
+    description = forms.CharField(max_length=500, required=False)
+
+
+@create_workflow("Create a crate", initial_input_form=CreateCrateForm)
+def create_crate() -> StepList:
+    return begin
+
+
 WORKFLOWS = [
     WorkflowDefinition(name=name, module=__name__, function=name)
-    for name in ("create_box", "modify_box", "terminate_box", "validate_box", "move_box")
+    for name in (
+        "create_box", "modify_box", "terminate_box", "validate_box", "move_box", "create_crate"
+    )
 ]

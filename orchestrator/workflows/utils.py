@@ -37,7 +37,7 @@ def create_subscription_step(
     subscription = create_subscription(
         product_id=product,
         customer_id=customer_id,
-        description=description or "new subscription",
+        description=description,
         process=Process.objects.get(pk=process_id),
     )
     return {

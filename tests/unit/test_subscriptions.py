@@ -291,3 +291,42 @@ def test_judging_all_workflows_of_a_subscription_costs_no_query_per_workflow(cre
     many = queries()
     product.workflows.remove(*product.workflows.filter(name__in=["modify_box", "validate_box"]))
     assert queries() == many
+
+
+@pytest.fixture
+def crate(synced):
+    """A product whose create workflow's form lets the customer out (tests/subscription_workflows)."""
+    from subscriptions.models import Product, ProductType
+
+    product = Product.objects.create(
+        name="Crate", product_type=ProductType.objects.create(name="Crate"), tag="CRATE"
+    )
+    product.workflows.set(Workflow.objects.filter(name="create_crate"))
+    return product
+
+
+@pytest.mark.parametrize(
+    ("page", "field"),
+    [({}, "customer_id"), ({"customer_id": ""}, "customer_id"),
+     ({"customer_id": "acme", "description": "d" * 300}, "description")],
+)
+def test_a_create_start_without_what_the_subscription_needs_is_a_400_and_stores_nothing(
+    crate, operator, api, page, field
+):
+    response = api(operator).post(
+        "/api/processes/",
+        {"workflow": "create_crate", "product": crate.pk, "input": [page]},
+        format="json",
+    )
+    assert response.status_code == 400, response.content
+    body = response.json()
+    assert field in body and field in body["detail"]
+    assert not Process.objects.exists() and not Subscription.objects.exists()
+
+
+def test_a_create_start_with_what_the_subscription_needs_runs(crate):
+    process = run(services.start_process(
+        workflow_name="create_crate", product=crate.pk, input_pages=[{"customer_id": "acme"}]
+    ))
+    assert process.status == "completed", process.failed_reason
+    assert Subscription.objects.get().customer_id == "acme"

@@ -173,3 +173,18 @@ def test_pause_lets_the_step_in_flight_finish_and_starts_nothing_new(synced, sta
     services.set_engine_paused(paused=False, user=admin_user)
     wait_for(lambda: status_of(long_run) == "completed" and status_of(new_run) == "completed")
     assert_each_step_once(long_run)
+
+
+def test_a_retrystep_that_cannot_reach_its_api_is_retried_by_the_worker(synced, start_worker):
+    """Connection errors and HTTP 503 in a retrystep: `waiting`, then the delayed message
+    resumes it after the backoff, until it gets through (never parked as api_unavailable)."""
+    start_worker(pool="threads", concurrency=2)
+    process = services.start_process(workflow_name="wf_retry_unreachable", input_pages=[])
+    wait_for(lambda: status_of(process) == "waiting", timeout=60, interval=0.02)
+    wait_for(lambda: status_of(process) == "completed", timeout=90)
+    statuses = list(
+        ProcessStep.objects.filter(process=process, name__startswith="Call").values_list(
+            "status", flat=True
+        )
+    )
+    assert statuses == ["waiting", "waiting", "success"] * 2

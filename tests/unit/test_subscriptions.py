@@ -295,7 +295,7 @@ def test_judging_all_workflows_of_a_subscription_costs_no_query_per_workflow(cre
 
 @pytest.fixture
 def crate(synced):
-    """A product whose create workflow's form lets the customer out (tests/subscription_workflows)."""
+    """A product whose create workflow's form lets the customer out."""
     from subscriptions.models import Product, ProductType
 
     product = Product.objects.create(

@@ -30,7 +30,9 @@ class OrchestratorConfig(AppConfig):
         # Runs after every app's permissions were created (post_migrate order follows
         # INSTALLED_APPS, and permissions come from django.contrib.auth's own handler).
         post_migrate.connect(_sync_roles, dispatch_uid="orchestrator.sync_roles")
-        from orchestrator import audit, registry  # noqa: F401 - audit: the login receivers
+        from orchestrator import audit, extensions, registry  # noqa: F401 - audit: the login receivers
+        from orchestrator.flows.children import WakeParentFlows
 
+        extensions.register(WakeParentFlows())
         registry.register_module("orchestrator.builtin_workflows")  # always, whatever the setting
         registry.load_workflow_modules()

@@ -266,7 +266,17 @@ _JSON_KINDS: list[tuple[type[forms.Field], JsonKind]] = [
 ]
 
 
+_TYPE_NAMES = {"array": "a list", "object": "an object", "string": "a string",
+               "integer": "a whole number", "number": "a number", "boolean": "true or false",
+               "null": "null"}
+
+
 def json_kind(field: forms.Field) -> JsonKind:
+    own = getattr(field, "json_schema", None)  # a field that describes its own JSON
+    if own and "type" in own:
+        types = own["type"] if isinstance(own["type"], list) else [own["type"]]
+        names = " or ".join(_TYPE_NAMES.get(name, name) for name in types)
+        return _kind({"type": own["type"]}, f"Must be {names}.")
     for field_type, kind in _JSON_KINDS:
         if isinstance(field, field_type):
             return kind
@@ -378,6 +388,7 @@ def _field_schema(field: forms.Field) -> dict[str, Any]:
         value = getattr(field, attribute, None)
         if value is not None and not callable(value):
             schema[keyword] = to_json(value)
+    schema.update(getattr(field, "json_schema", None) or {})  # a field may describe itself
     if not field.required and "type" in schema:
         types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
         schema["type"] = [*types, "null"]

@@ -116,6 +116,10 @@ class Process(models.Model):
         "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
     )
     run_name = models.CharField(max_length=255, blank=True)
+    call_key = models.CharField(
+        max_length=255, blank=True, default="", db_default="",
+        help_text="Which call of its parent started it, so a re-run of the parent finds it.",
+    )
     started_at = models.DateTimeField(auto_now_add=True, db_index=True)
     last_modified_at = models.DateTimeField(auto_now=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -130,6 +134,8 @@ class Process(models.Model):
     callback_expires_at = models.DateTimeField(null=True, blank=True)
     callback_progress = models.TextField(blank=True)
     secrets = models.TextField(blank=True, help_text="Encrypted input secrets; never shown.")
+    # A flow parked until the child processes it waits for end (orchestrator.flows.children).
+    waiting_on_children = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         ordering = ["-started_at"]
@@ -139,6 +145,12 @@ class Process(models.Model):
             ("abort_process", "Can abort a process"),
         ]
         indexes = [models.Index(fields=["status", "lease_expires_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["parent", "call_key"], condition=~models.Q(call_key=""),
+                name="unique_child_call",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.workflow_id and self.workflow.name} {self.id}"
@@ -188,7 +200,11 @@ class StepStatus(models.TextChoices):
 
 
 class ProcessStep(models.Model):
-    """The append-only log: one row per executed step attempt, with the state after it."""
+    """The append-only log: one row per executed step attempt, with the state after it.
+
+    A flow's task runs are rows too: `task_key` names the call (task name and call order,
+    the key replay finds it by), `state` holds `{"result": ...}` or `{"error": ...}`.
+    """
 
     process = models.ForeignKey(Process, on_delete=models.CASCADE, related_name="steps")
     name = models.CharField(max_length=255)
@@ -199,12 +215,62 @@ class ProcessStep(models.Model):
     )
     started_at = models.DateTimeField()
     completed_at = models.DateTimeField()
+    # Task runs of a flow (empty/default for the steps of a step list).
+    # Database defaults too: the runner's hot path writes step rows with raw SQL.
+    task_key = models.CharField(max_length=255, blank=True, default="", db_default="")
+    attempt = models.PositiveIntegerField(default=1, db_default=1)
+    cache_key = models.CharField(max_length=255, blank=True, default="", db_default="")
+    cache_expires_at = models.DateTimeField(null=True, blank=True)
+    cache_hit = models.BooleanField(default=False, db_default=False)
+    replayed = models.BooleanField(
+        default=False, db_default=False,
+        help_text="A re-run of the flow returned this task's recorded result.",
+    )
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            # A task call's attempt commits once, whichever worker (or duplicate delivery) ran it.
+            models.UniqueConstraint(
+                fields=["process", "task_key", "attempt"],
+                condition=~models.Q(task_key="") & models.Q(replayed=False),
+                name="unique_task_attempt",
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["cache_key", "-id"],
+                condition=~models.Q(cache_key=""),
+                name="task_cache_key",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.status})"
+
+
+class ProcessLog(models.Model):
+    """One log line of a run (a log record or, with `log_prints`, a print), tagged with the
+    step or task that wrote it; secrets redacted, bounded per process."""
+
+    process = models.ForeignKey(Process, on_delete=models.CASCADE, related_name="log_lines")
+    step = models.CharField(max_length=255, blank=True)
+    level = models.PositiveSmallIntegerField(default=20)
+    logger = models.CharField(max_length=255, blank=True)
+    message = models.TextField()
+    created_at = models.DateTimeField()
 
     class Meta:
         ordering = ["id"]
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.status})"
+        return self.message[:80]
+
+    @property
+    def level_name(self) -> str:
+        import logging
+
+        return logging.getLevelName(self.level)
 
 
 class EngineSettings(models.Model):

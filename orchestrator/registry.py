@@ -28,7 +28,9 @@ def register_module(module_name: str) -> None:
     """Import a module and register its module-level `WORKFLOWS` list."""
     module = importlib.import_module(module_name)
     for definition in getattr(module, "WORKFLOWS", []):
-        register(definition)
+        # A flow may be listed itself: it knows its own definition.
+        to_definition = getattr(definition, "to_definition", None)
+        register(to_definition() if to_definition is not None else definition)
 
 
 def load_workflow_modules() -> None:

@@ -332,6 +332,11 @@ class ProcessRun:
         self.replanned = False
 
     def run(self) -> None:
+        definition = registry.get_definition(self.process.workflow.name)
+        execute_turn = getattr(definition.load(), "execute_turn", None) if definition else None
+        if execute_turn is not None:  # the workflow runs its own turn (a flow)
+            execute_turn(self)
+            return
         try:
             steps = workflow_steps(self.process)
             position = align_position(self.process, steps)

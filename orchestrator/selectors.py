@@ -66,11 +66,18 @@ def current_input_form(process: Process) -> Any:
 
 def process_step_diffs(process: Process) -> list[dict[str, Any]]:
     """Each logged step with what it changed in the state compared with the one before, path
-    by path (`subscription.size`, not the whole subscription: `orchestrator.statediff`)."""
+    by path (`subscription.size`, not the whole subscription: `orchestrator.statediff`).
+
+    A flow's task runs do not change the state: their rows hold what they returned (or
+    their error) and are left out of the comparison.
+    """
     previous: dict[str, Any] = {}
     rows = []
     for step in ProcessStep.objects.filter(process=process).select_related("created_by"):
         state = step.state or {}
+        if step.task_key:
+            rows.append({"step": step, "changed": {}, "removed": [], "task": True})
+            continue
         changed, removed = state_diff(previous, state)
         rows.append({"step": step, "changed": changed, "removed": removed})
         if step.status not in ("failed", "waiting"):

@@ -112,6 +112,7 @@ def start_process(
     tags: Iterable[str] = (),
     parent: Process | None = None,
     run_name: str = "",
+    call_key: str = "",
     **targets: Any,
 ) -> Process:
     """Validate the input, store the process and enqueue it when the transaction commits.
@@ -155,6 +156,7 @@ def start_process(
             created_by=user if user is not None and user.is_authenticated else None,
             planned_steps=spec.steps.names,
             parent=parent,
+            call_key=call_key[:255],
             run_name=run_name[:255],
             secrets=encrypt_json(secrets),
         )

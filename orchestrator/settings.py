@@ -221,6 +221,10 @@ LOGGING = {
 }
 # A step started this many times without finishing (its worker keeps dying) fails the run.
 ORCHESTRATOR_MAX_DELIVERIES = env_int("ORCHESTRATOR_MAX_DELIVERIES", 10)
+# Flows: threads per flow run for submitted task runs; how often a flow parked for its child
+# runs looks again on its own (a child's end wakes it at once; this is the backstop).
+ORCHESTRATOR_FLOW_MAX_WORKERS = env_int("ORCHESTRATOR_FLOW_MAX_WORKERS", 8)
+ORCHESTRATOR_CHILD_POLL_SECONDS = env_int("ORCHESTRATOR_CHILD_POLL_SECONDS", 300)
 # Runnable processes not picked up within this many seconds are enqueued again by the sweep.
 ORCHESTRATOR_REQUEUE_AFTER_SECONDS = env_int("ORCHESTRATOR_REQUEUE_AFTER_SECONDS", 30)
 

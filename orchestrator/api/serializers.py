@@ -130,9 +130,20 @@ class ProcessStepSerializer(serializers.Serializer):
     created_by = serializers.CharField(
         source="step.created_by.username", allow_null=True, default=None
     )
+    task_key = serializers.CharField(
+        source="step.task_key",
+        help_text="A flow's task run: the call's key (task name and call order); else empty.",
+    )
+    attempt = serializers.IntegerField(source="step.attempt")
+    cache_hit = serializers.BooleanField(source="step.cache_hit")
+    replayed = serializers.BooleanField(
+        source="step.replayed",
+        help_text="A re-run of the flow returned this task's recorded result (no run).",
+    )
     changed = serializers.JSONField(
         help_text='What the step changed, path by path: {path: {"old": value, "new": value}}; '
-                  'a path is a state key or a nested one ("subscription.size", "ports[1].speed").'
+                  'a path is a state key or a nested one ("subscription.size", "ports[1].speed"). '
+                  "Empty for task runs, whose `state` holds their `result` or `error`."
     )
     removed = serializers.ListField(
         child=serializers.CharField(), help_text="State paths the step removed."

@@ -1,0 +1,302 @@
+"""Flows the tests run; registered through ORCHESTRATOR_WORKFLOW_MODULES in tests.settings."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import enum
+import logging
+import os
+import time
+
+import pydantic
+
+from orchestrator.flows import (
+    exponential_backoff,
+    flow,
+    get_run_context,
+    task,
+    task_input_hash,
+    unmapped,
+)
+from orchestrator.models import WorkerPing
+
+logger = logging.getLogger("tests.flows")
+
+
+def record(marker: str) -> None:
+    """A task body's database effect, counted by the tests."""
+    WorkerPing.objects.create(marker=marker[:100])
+
+
+def run_id() -> str:
+    return get_run_context().flow_run.id
+
+
+def fixed(process_id: str) -> bool:
+    return os.path.exists(f"/tmp/orchestrator-fix-{process_id}")
+
+
+# --- ten counted tasks (crash and retry tests) ----------------------------------------------
+
+
+@task(task_run_name="step-{index}")
+def counted(index: int, sleep: float = 0, fail_at: int | None = None) -> int:
+    process_id = run_id()
+    if fail_at == index and not fixed(process_id):
+        raise RuntimeError(f"task {index} fails on purpose")
+    record(f"{process_id}:{index}")
+    if sleep:
+        time.sleep(sleep)
+    return index * 10
+
+
+@flow
+def flow_counted(tasks: int = 10, sleep: float = 0, fail_at: int | None = None) -> int:
+    return sum(counted(index, sleep, fail_at) for index in range(tasks))
+
+
+@flow
+def flow_submitted(tasks: int = 10, sleep: float = 0) -> list[int]:
+    futures = [counted.submit(index, sleep) for index in range(tasks)]
+    return [future.result() for future in futures]
+
+
+@flow
+def flow_mapped(values: list[int]) -> list[int]:
+    return counted.map(values, unmapped(0)).result()
+
+
+@task
+def noop() -> None:
+    return None
+
+
+@flow
+def flow_noop(tasks: int = 100) -> None:
+    for _ in range(tasks):
+        noop()
+
+
+@flow
+def flow_noop_submitted(tasks: int = 100) -> None:
+    for future in [noop.submit() for _ in range(tasks)]:
+        future.wait()
+
+
+# --- retries --------------------------------------------------------------------------------
+
+
+@task(retries=4, retry_delay_seconds=[0.3, 0.1, 0.6])
+def flaky(succeed_on: int) -> int:
+    attempt = get_run_context().task_run.run_count
+    record(f"{run_id()}:flaky:{attempt}")
+    if attempt < succeed_on:
+        raise ConnectionError(f"attempt {attempt} fails")
+    return attempt
+
+
+@flow
+def flow_retry_delays(succeed_on: int = 5) -> int:
+    return flaky(succeed_on)
+
+
+def retry_only_connection_errors(task, task_run, state) -> bool:
+    return isinstance(state.data, ConnectionError)
+
+
+@task(retries=5, retry_delay_seconds=0, retry_condition_fn=retry_only_connection_errors)
+def picky(fail_with: str) -> None:
+    attempt = get_run_context().task_run.run_count
+    record(f"{run_id()}:picky:{attempt}")
+    if attempt == 1:
+        raise ConnectionError("first attempt: retried")
+    raise {"value": ValueError, "connection": ConnectionError}[fail_with]("not retried")
+
+
+@flow
+def flow_retry_condition(fail_with: str = "value") -> None:
+    picky(fail_with)
+
+
+@flow(retries=1, retry_delay_seconds=0)
+def flow_retried(fail_times: int = 1) -> str:
+    process_id = run_id()
+    counted(0)
+    attempts = WorkerPing.objects.filter(marker=f"{process_id}:flow-attempt").count()
+    if attempts < fail_times:
+        WorkerPing.objects.create(marker=f"{process_id}:flow-attempt")
+        raise RuntimeError("the flow fails once")
+    counted(1)
+    return "done"
+
+
+# --- hooks ----------------------------------------------------------------------------------
+
+
+def hook(name: str):
+    def record_hook(definition, run, state) -> None:
+        flow_run_id = getattr(run, "flow_run_id", None) or run.id
+        record(f"{flow_run_id}:{name}:{state.type.value}")
+
+    record_hook.__name__ = name
+    return record_hook
+
+
+@task(on_completion=[hook("task-completion")], on_failure=[hook("task-failure")],
+      retries=1, retry_delay_seconds=0)
+def hooked_task(fail: bool) -> str:
+    if fail:
+        raise RuntimeError("task fails")
+    return "ok"
+
+
+@flow(on_running=[hook("flow-running")], on_completion=[hook("flow-completion")],
+      on_failure=[hook("flow-failure")], on_cancellation=[hook("flow-cancellation")],
+      on_crashed=[hook("flow-crashed")])
+def flow_hooks(fail: bool = False, wait: float = 0) -> str:
+    result = hooked_task(fail)
+    if wait:
+        counted.with_options(name="slow")(0, sleep=wait)
+    return result
+
+
+# --- caching --------------------------------------------------------------------------------
+
+
+@task(cache_key_fn=task_input_hash, cache_expiration=datetime.timedelta(seconds=1))
+def expensive(value: int) -> int:
+    record(f"expensive:{value}")
+    return value * 2
+
+
+@flow
+def flow_cached(value: int = 1) -> int:
+    return expensive(value)
+
+
+# --- sub-flows ------------------------------------------------------------------------------
+
+
+@flow(flow_run_name="child-{value}")
+def flow_child(value: int) -> int:
+    return counted(value) + 1
+
+
+@flow
+def flow_parent(values: list[int]) -> list[int]:
+    return [flow_child(value) for value in values]
+
+
+# --- parameters -----------------------------------------------------------------------------
+
+
+class Colour(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+class Site(pydantic.BaseModel):
+    name: str
+    racks: int = 1
+
+
+@flow(flow_run_name="typed-{name}")
+def flow_typed(name: str, count: int, when: datetime.datetime, ids: list[int],
+               colour: Colour = Colour.RED, site: Site | None = None,
+               ratio: float = 0.5, enabled: bool = True) -> dict:
+    return {
+        "name": name, "count": count, "when": when.isoformat(), "ids": ids,
+        "colour": colour.value, "site": site.model_dump() if site else None,
+        "ratio": ratio, "enabled": enabled, "types": [type(when).__name__, type(colour).__name__],
+    }
+
+
+@flow
+def flow_secret(username: str, password: pydantic.SecretStr) -> str:
+    logger.info("logging in as %s with %s", username, password.get_secret_value())
+    return f"{username}:{password.get_secret_value()}"
+
+
+# --- async, timeouts, logs ------------------------------------------------------------------
+
+
+@task
+async def async_double(value: int) -> int:
+    await asyncio.sleep(0.01)
+    return value * 2
+
+
+@task
+def sync_add(a: int, b: int) -> int:
+    record(f"{run_id()}:add:{a}+{b}")
+    return a + b
+
+
+@flow
+async def flow_async(values: list[int]) -> int:
+    doubled = await asyncio.gather(*(async_double(value) for value in values))
+    return sync_add(sum(doubled), 1)
+
+
+@task(timeout_seconds=0.3, on_failure=[hook("timeout-failure")])
+def too_slow(seconds: float) -> str:
+    time.sleep(seconds)
+    record(f"{run_id()}:too-slow-finished")
+    return "finished"
+
+
+@flow
+def flow_timeout(seconds: float = 1.0) -> str:
+    return too_slow(seconds)
+
+
+@task(log_prints=True)
+def chatty(word: str) -> str:
+    print(f"printing {word}")
+    logger.warning("warning about %s", word)
+    return word
+
+
+@flow(log_prints=True)
+def flow_logs(word: str = "hello") -> str:
+    print("flow body prints")
+    return chatty(word)
+
+
+@task(retries=2, retry_delay_seconds=exponential_backoff(0.01))
+def unstorable() -> object:
+    return object()
+
+
+@flow
+def flow_unstorable() -> None:
+    unstorable()
+
+
+WORKFLOWS = [
+    flow_counted, flow_submitted, flow_mapped, flow_noop, flow_noop_submitted,
+    flow_retry_delays, flow_retry_condition, flow_retried, flow_hooks, flow_cached,
+    flow_child, flow_parent, flow_typed, flow_secret, flow_async, flow_timeout, flow_logs,
+    flow_unstorable,
+]
+
+
+@task
+def fails_quietly() -> None:
+    raise ValueError("nobody looked at me")
+
+
+@flow
+def flow_counted_submitted_failure() -> str:
+    fails_quietly.submit()
+    return "returned before its submitted task failed"
+
+
+@flow(timeout_seconds=0.3)
+def flow_slow_flow() -> None:
+    for _ in range(10):
+        counted.with_options(name="tick")(0, sleep=0.1)
+
+
+WORKFLOWS += [flow_counted_submitted_failure, flow_slow_flow]

@@ -1,0 +1,129 @@
+"""Durable flows on real workers (DESIGN §4.5): killed workers and retried failures never run a
+completed task body twice. These tests start their own workers and drive the recovery sweep
+themselves (as celery-beat would)."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+
+import pytest
+from django.utils import timezone
+
+from orchestrator import services
+from orchestrator.models import Process, ProcessStep, WorkerPing
+from tests.conftest import wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+LEASE = "2"
+
+
+def status_of(process: Process) -> str:
+    return Process.objects.values_list("status", flat=True).get(pk=process.pk)
+
+
+def task_successes(process: Process) -> int:
+    return ProcessStep.objects.filter(
+        process=process, status="success", replayed=False).exclude(task_key="").count()
+
+
+def assert_each_task_body_once(process: Process, count: int = 10) -> None:
+    found = sorted(WorkerPing.objects.filter(marker__startswith=f"{process.pk}:").values_list(
+        "marker", flat=True))
+    assert found == sorted(f"{process.pk}:{index}" for index in range(count))
+    keys = list(ProcessStep.objects.filter(process=process, status="success", replayed=False)
+                .exclude(task_key="").values_list("task_key", flat=True))
+    assert sorted(keys) == sorted(f"counted#{index}" for index in range(count))
+
+
+def sweeping(condition, every: float = 1.0):
+    last = [0.0]
+
+    def predicate():
+        if time.monotonic() - last[0] >= every:
+            services.recover_processes()
+            last[0] = time.monotonic()
+        return condition()
+
+    return predicate
+
+
+def test_a_worker_killed_in_the_middle_of_a_flow_runs_each_task_body_once(
+    synced, start_worker, settings
+):
+    settings.ORCHESTRATOR_REQUEUE_AFTER_SECONDS = 2
+    process = services.start_process(
+        workflow_name="flow-counted", input_pages=[{"tasks": 10, "sleep": 0.4}])
+    rng = random.Random(9)
+    kills = 0
+    while kills < 4 and status_of(process) != "completed":
+        worker = start_worker(ORCHESTRATOR_LEASE_SECONDS=LEASE)
+        done_before = task_successes(process)
+        wait_for(sweeping(lambda before=done_before: task_successes(process) > before
+                          or status_of(process) == "completed"), timeout=60, interval=0.02)
+        time.sleep(rng.uniform(0.05, 0.3))  # inside the next task body
+        worker.kill()
+        kills += 1
+        wait_for(lambda: not Process.objects.filter(
+            pk=process.pk, lease_expires_at__gt=timezone.now()).exists(), timeout=10)
+    assert kills == 4
+    assert status_of(process) != "completed"
+    start_worker(ORCHESTRATOR_LEASE_SECONDS=LEASE)
+    wait_for(sweeping(lambda: status_of(process) == "completed"), timeout=90)
+    process.refresh_from_db()
+    assert process.state["result"] == sum(index * 10 for index in range(10))
+    assert_each_task_body_once(process)
+    assert ProcessStep.objects.filter(process=process, replayed=True).exists()
+
+
+def test_a_flow_retried_after_a_failure_runs_each_task_body_once(synced, start_worker):
+    start_worker(pool="threads", concurrency=2)
+    process = services.start_process(
+        workflow_name="flow-counted", input_pages=[{"tasks": 10, "fail_at": 6}])
+    wait_for(lambda: status_of(process) == "failed")
+    process.refresh_from_db()
+    assert "task 6 fails on purpose" in process.failed_reason
+    open(f"/tmp/orchestrator-fix-{process.pk}", "w").close()
+    try:
+        services.resume_process(process=process)
+        wait_for(lambda: status_of(process) == "completed")
+    finally:
+        os.remove(f"/tmp/orchestrator-fix-{process.pk}")
+    assert_each_task_body_once(process)
+    replayed = ProcessStep.objects.filter(process=process, replayed=True)
+    assert sorted(replayed.values_list("task_key", flat=True)) == sorted(
+        f"counted#{index}" for index in range(6))
+
+
+def test_submitted_tasks_and_sub_flows_on_a_worker(synced, start_worker):
+    start_worker(pool="threads", concurrency=2)
+    submitted = services.start_process(
+        workflow_name="flow-submitted", input_pages=[{"tasks": 10, "sleep": 0.05}])
+    parent = services.start_process(workflow_name="flow-parent", input_pages=[{"values": [1, 2]}])
+    wait_for(lambda: status_of(submitted) == "completed" and status_of(parent) == "completed")
+    assert_each_task_body_once(submitted)
+    children = Process.objects.filter(parent=parent)
+    assert sorted(child.state["result"] for child in children) == [11, 21]
+    assert all(child.status == "completed" for child in children)
+
+
+def test_aborting_a_running_flow_runs_its_cancellation_hook_once(synced, start_worker):
+    start_worker(pool="threads", concurrency=2)
+    process = services.start_process(
+        workflow_name="flow-hooks", input_pages=[{"wait": 1.5}])
+    wait_for(lambda: ProcessStep.objects.filter(process=process, task_key="hooked_task#0"
+                                                ).exists(), interval=0.02)
+    services.abort_process(process=process)
+
+    def hooks():
+        return sorted(marker.split(":", 1)[1] for marker in WorkerPing.objects.filter(
+            marker__startswith=f"{process.pk}:").values_list("marker", flat=True)
+            if "-" in marker.split(":", 1)[1])
+
+    wait_for(lambda: "flow-cancellation:CANCELLED" in hooks(), timeout=30)
+    time.sleep(0.5)
+    assert hooks() == sorted([
+        "flow-running:RUNNING", "task-completion:COMPLETED", "flow-cancellation:CANCELLED"])
+    assert status_of(process) == "aborted"
+    assert not ProcessStep.objects.filter(process=process, task_key="slow#0").exists()

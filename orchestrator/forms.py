@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import inspect
+import time
 from collections.abc import Callable, Generator
 from typing import Any
 
 from cryptography.fernet import InvalidToken
 from django import forms
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.db.models import QuerySet
 from django.forms.fields import JSONString
@@ -429,33 +432,59 @@ def form_json_schema(
 # --- multi-page forms in the browser ---------------------------------------------------------
 # The pages already filled in (as JSON pages: `json_page`) travel back and forth in one hidden
 # field, encrypted (authenticated) with the secret key, so a secret typed on an earlier page never
-# appears in the HTML and a tampered value is refused rather than trusted. Each POST replays
-# every page through `validate_pages`, exactly as the services do.
+# appears in the HTML and a tampered value is refused rather than trusted. The token is bound to
+# the form it belongs to, to the user and login session that filled it in (`form_owner`), and
+# expires after ORCHESTRATOR_FORM_PAGES_MAX_AGE_SECONDS: replayed by anyone else, in another
+# session or later, it is refused. Each POST replays every page through `validate_pages`,
+# exactly as the services do.
 
 PAGES_FIELD = "__pages"
 
 
 class PagesUnreadable(Exception):
-    """The hidden field with the earlier pages is missing its integrity or shape."""
+    """The hidden field with the earlier pages cannot be used; the message says why."""
 
 
-def encode_pages(pages: list[dict[str, Any]], purpose: str) -> str:
-    """The pages filled in so far, encrypted and bound to the form they belong to."""
-    return encrypt_json({"for": purpose, "pages": pages}) if pages else ""
+def form_owner(request: Any) -> str:
+    """Who fills a browser form in: the user and their login session, as a digest."""
+    user_id = getattr(request.user, "pk", None) or ""
+    session_key = getattr(getattr(request, "session", None), "session_key", None) or ""
+    return hashlib.sha256(f"form-owner:{user_id}:{session_key}".encode()).hexdigest()
 
 
-def decode_pages(token: str, purpose: str) -> list[dict[str, Any]]:
+def encode_pages(pages: list[dict[str, Any]], purpose: str, owner: str = "") -> str:
+    """The pages filled in so far, encrypted and bound to the form and the user's session."""
+    if not pages:
+        return ""
+    return encrypt_json({"for": purpose, "owner": owner, "at": time.time(), "pages": pages})
+
+
+def decode_pages(token: str, purpose: str, owner: str = "") -> list[dict[str, Any]]:
     if not token:
         return []
     try:
         value = decrypt_json(token)
-    except (InvalidToken, ValueError, TypeError) as error:
-        raise PagesUnreadable(str(error)) from None
+    except (InvalidToken, ValueError, TypeError):
+        raise PagesUnreadable(
+            "The earlier pages of this form could not be read; start again."
+        ) from None
     if not isinstance(value, dict) or value.get("for") != purpose:
-        raise PagesUnreadable("the pages belong to another form")
+        raise PagesUnreadable("The earlier pages belong to another form; start again.")
+    if value.get("owner") != owner:
+        raise PagesUnreadable(
+            "This form was filled in by another user or in another login session: its "
+            "earlier pages were discarded; start again."
+        )
+    max_age = settings.ORCHESTRATOR_FORM_PAGES_MAX_AGE_SECONDS
+    at = value.get("at")
+    if not isinstance(at, int | float) or not 0 <= time.time() - at <= max_age:
+        raise PagesUnreadable(
+            f"This form expired (its earlier pages are kept for {max_age // 60} minutes at "
+            "most) and they were discarded; start again."
+        )
     pages = value.get("pages")
     if not isinstance(pages, list) or not all(isinstance(page, dict) for page in pages):
-        raise PagesUnreadable("not a list of pages")
+        raise PagesUnreadable("The earlier pages of this form could not be read; start again.")
     return pages
 
 
@@ -488,12 +517,19 @@ class PagedForm:
     """Where a multi-page form stands after one request: the page to show and its errors."""
 
     def __init__(
-        self, form_spec: Any, state: dict[str, Any], purpose: str = "", *, user: Any = NOBODY
+        self,
+        form_spec: Any,
+        state: dict[str, Any],
+        purpose: str = "",
+        *,
+        user: Any = NOBODY,
+        owner: str = "",
     ) -> None:
         self.form_spec = form_spec
         self.state = state
         self.purpose = purpose
         self.user = user
+        self.owner = owner  # form_owner(request): the token is refused to anyone else
         self.pages: list[dict[str, Any]] = []
         self.form: forms.BaseForm | None = None
         self.errors: list[str] = []
@@ -501,7 +537,7 @@ class PagedForm:
 
     @property
     def pages_token(self) -> str:
-        return encode_pages(self.pages, self.purpose)
+        return encode_pages(self.pages, self.purpose, self.owner)
 
     @property
     def page_number(self) -> int:
@@ -518,11 +554,14 @@ class PagedForm:
     def submit(self, data) -> PagedForm:
         """Replay the earlier pages, validate the posted page, and move to the next one."""
         try:
-            self.pages = decode_pages(data.get(PAGES_FIELD, ""), self.purpose)
+            self.pages = decode_pages(data.get(PAGES_FIELD, ""), self.purpose, self.owner)
             result = self.validate(self.pages)
-        except (PagesUnreadable, FormInvalid):
+        except (PagesUnreadable, FormInvalid) as error:
             self.start()
-            self.errors.append("The earlier pages of this form could not be read; start again.")
+            self.errors.append(
+                str(error) if isinstance(error, PagesUnreadable)
+                else "The earlier pages of this form are no longer valid; start again."
+            )
             return self
         if result.complete:
             self.complete = True

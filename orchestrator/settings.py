@@ -199,6 +199,11 @@ ORCHESTRATOR_RETRY_MAX_ATTEMPTS = env_int("ORCHESTRATOR_RETRY_MAX_ATTEMPTS", 5)
 ORCHESTRATOR_RETRY_BASE_SECONDS = env_int("ORCHESTRATOR_RETRY_BASE_SECONDS", 10)
 ORCHESTRATOR_RETRY_MAX_SECONDS = env_int("ORCHESTRATOR_RETRY_MAX_SECONDS", 600)
 ORCHESTRATOR_TASK_RETENTION_DAYS = env_int("ORCHESTRATOR_TASK_RETENTION_DAYS", 30)
+# How long the earlier pages of a multi-page browser form stay usable (they are bound to the
+# user and login session that filled them in, too).
+ORCHESTRATOR_FORM_PAGES_MAX_AGE_SECONDS = env_int(
+    "ORCHESTRATOR_FORM_PAGES_MAX_AGE_SECONDS", 3600, minimum=60
+)
 # Reverse proxies in front of the web servers that append to X-Forwarded-For: the audit
 # trail takes the client address from there (0: the connection's own address).
 ORCHESTRATOR_PROXY_COUNT = env_int("ORCHESTRATOR_PROXY_COUNT", 0)

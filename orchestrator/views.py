@@ -28,7 +28,7 @@ from orchestrator import extensions, registry, selectors, services
 from orchestrator.api.filters import AuditEventFilter
 from orchestrator.exceptions import NotFound, OrchestratorError
 from orchestrator.filters import BooleanFilter, StrictFilterSet
-from orchestrator.forms import PAGES_FIELD, PagedForm, add_service_errors
+from orchestrator.forms import PAGES_FIELD, PagedForm, add_service_errors, form_owner
 from orchestrator.models import (
     RETRYABLE_STATUSES,
     RUNNABLE_STATUSES,
@@ -175,6 +175,7 @@ def workflow_start(request: HttpRequest, name: str) -> HttpResponse:
         state=services.start_form_state(targets),
         purpose=purpose,
         user=request.user,
+        owner=form_owner(request),
     )
     try:
         if request.method == "POST":
@@ -268,7 +269,7 @@ def visible_process(request: HttpRequest, pk) -> Process:
     )
 
 
-def input_form_for(process: Process, user) -> tuple[PagedForm | None, str]:
+def input_form_for(process: Process, request: HttpRequest) -> tuple[PagedForm | None, str]:
     """The suspended process's input form, or a reason why it cannot be shown."""
     try:
         spec = selectors.current_input_form(process)
@@ -277,7 +278,11 @@ def input_form_for(process: Process, user) -> tuple[PagedForm | None, str]:
     if spec is None:
         return None, ""
     purpose = f"resume:{process.pk}:{process.position}"
-    return PagedForm(spec, selectors.input_state(process), purpose=purpose, user=user), ""
+    paged = PagedForm(
+        spec, selectors.input_state(process), purpose=purpose, user=request.user,
+        owner=form_owner(request),
+    )
+    return paged, ""
 
 
 def form_failure(process: Process, error: Exception, what: str) -> str:
@@ -295,7 +300,7 @@ def process_context(request: HttpRequest, process: Process, paged: PagedForm | N
     may_resume = user_may(user, "orchestrator.resume_process", process)
     input_problem = ""
     if status == ProcessStatus.SUSPENDED and may_resume and paged is None:
-        paged, input_problem = input_form_for(process, request.user)
+        paged, input_problem = input_form_for(process, request)
         if paged is not None:
             try:
                 paged.start()
@@ -350,7 +355,7 @@ def process_resume(request: HttpRequest, pk) -> HttpResponse:
     if process.status != ProcessStatus.SUSPENDED:
         return call_service(request, detail, "Retrying the process.", services.resume_process,
                             process=process, user=request.user)
-    paged, problem = input_form_for(process, request.user)
+    paged, problem = input_form_for(process, request)
     if paged is None:
         messages.error(request, problem or "The process has no input form to fill in.")
         return detail

@@ -257,6 +257,46 @@ def test_multi_page_form_goes_page_by_page_without_echoing_a_secret(client, oper
     assert "password" not in process.state
 
 
+@pytest.mark.django_db
+def test_earlier_pages_are_refused_to_another_user_or_session_and_expire(
+    client, operator, monkeypatch, settings
+):
+    """The hidden token of a multi-page form carries the first page (a secret too): only the
+    user and login session that filled it in may go on with it, and only for a while."""
+    from django.test import Client
+
+    from orchestrator import forms as forms_module
+    from tests import workflows
+
+    monkeypatch.setattr(workflows.wf_conditional, "initial_input_form", two_pages)
+    url = reverse("workflow-start", args=["wf_conditional"])
+    client.force_login(operator)
+
+    def first_page() -> str:
+        return client.post(url, {"name": "edge-1", "password": SECRET}).context["paged"].pages_token
+
+    token = first_page()
+    thief = Client()
+    thief.force_login(user_with_role("operator"))
+    stolen = thief.post(url, {PAGES_FIELD: token, "size": "3"})
+    assert stolen.status_code == 400
+    assert "filled in by another user or in another login session" in html(stolen)
+    assert 'name="name"' in html(stolen)  # back to the first page, nothing carried over
+    client.logout()
+    client.force_login(operator)  # the same user, a new login session
+    assert "another login session" in html(client.post(url, {PAGES_FIELD: token, "size": "3"}))
+    settings.ORCHESTRATOR_FORM_PAGES_MAX_AGE_SECONDS = 600
+    token = first_page()
+    now = forms_module.time.time()
+    monkeypatch.setattr(forms_module.time, "time", lambda: now + 601)
+    late = client.post(url, {PAGES_FIELD: token, "size": "3"})
+    assert late.status_code == 400 and "This form expired" in html(late)
+    assert not Process.objects.exists()
+    monkeypatch.setattr(forms_module.time, "time", lambda: now + 599)
+    assert client.post(url, {PAGES_FIELD: token, "size": "3"}).status_code == 302
+    assert Process.objects.get().state["name"] == "edge-1"
+
+
 def test_paged_form_replays_pages_and_refuses_a_forged_token():
     paged = PagedForm(two_pages, {}).submit(QueryDict("name=a&password=b"))
     assert not paged.complete and paged.page_number == 2

@@ -23,9 +23,14 @@ def delete_old_task_runs() -> State:
     return {"deleted": services.clean_up_task_runs()}
 
 
-@workflow("Delete completed task runs older than the retention period")
+@step("Delete expired idempotency keys")
+def delete_expired_idempotency_keys() -> State:
+    return {"idempotency_keys_deleted": services.clean_up_idempotency_keys()}
+
+
+@workflow("Delete completed task runs older than the retention period, and expired keys")
 def task_clean_up_tasks() -> StepList:
-    return init >> delete_old_task_runs >> done
+    return init >> delete_old_task_runs >> delete_expired_idempotency_keys >> done
 
 
 def _builtin(name: str, description: str = "", **options) -> WorkflowDefinition:

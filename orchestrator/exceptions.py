@@ -50,3 +50,9 @@ class ProcessFailureError(Exception):
         super().__init__(message)
         self.message = message
         self.details = details
+
+
+class IdempotencyKeyReused(OrchestratorError):
+    """An idempotency key sent again with a different request (HTTP 422)."""
+
+    http_status = 422

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
+import json
 import logging
 from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from guardian.shortcuts import assign_perm
@@ -16,7 +18,14 @@ from guardian.shortcuts import assign_perm
 from orchestrator import extensions, registry, selectors
 from orchestrator.audit import record_action
 from orchestrator.crypto import decrypt_json, encrypt_json, token_digest
-from orchestrator.exceptions import Conflict, FormInvalid, Gone, NotFound, PreconditionFailed
+from orchestrator.exceptions import (
+    Conflict,
+    FormInvalid,
+    Gone,
+    IdempotencyKeyReused,
+    NotFound,
+    PreconditionFailed,
+)
 from orchestrator.forms import FormResult, form_json_schema, validate_pages
 from orchestrator.injection import to_json
 from orchestrator.models import (
@@ -24,6 +33,7 @@ from orchestrator.models import (
     RUNNABLE_STATUSES,
     TERMINAL_STATUSES,
     EngineSettings,
+    IdempotencyKey,
     Process,
     ProcessStatus,
     ProcessStep,
@@ -179,6 +189,58 @@ def start_process(
                           summary=f"Started {workflow_name}", detail=named)
         enqueue_process(process)
     return process
+
+
+def request_fingerprint(value: Any) -> str:
+    """A digest of a request's content: the same for the same JSON, whatever its key order."""
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def start_process_once(
+    *, idempotency_key: str, fingerprint: str, user, **start: Any
+) -> tuple[Process, bool]:
+    """`start_process`, once per user and key: the key sent again answers with the run its
+    first use started (and True). With another request (`fingerprint`) it is refused (422).
+
+    The key's row is written first, in the start's transaction: a concurrent request with
+    the same key waits on its unique index until the first commits, then answers with the
+    first's run, so a double submit makes one run. A refused start stores no key (it may
+    be sent again); keys expire after ORCHESTRATOR_IDEMPOTENCY_KEY_HOURS.
+    """
+    expired = timezone.now() - datetime.timedelta(
+        hours=settings.ORCHESTRATOR_IDEMPOTENCY_KEY_HOURS
+    )
+    with transaction.atomic():
+        mine = IdempotencyKey.objects.filter(user=user, key=idempotency_key)
+        mine.filter(created_at__lt=expired).delete()
+        try:
+            with transaction.atomic():
+                claim = IdempotencyKey.objects.create(
+                    user=user, key=idempotency_key, fingerprint=fingerprint
+                )
+        except IntegrityError:
+            first = mine.select_related("process__workflow").get()
+            if first.fingerprint != fingerprint:
+                message = (
+                    "This idempotency key was already used with a different request "
+                    f"(it started process {first.process_id}); use a new key for a new run"
+                )
+                raise IdempotencyKeyReused(message, {"idempotency_key": [message]}) from None
+            return first.process, True
+        process = start_process(user=user, **start)
+        claim.process = process
+        claim.save(update_fields=["process"])
+    return process, False
+
+
+def clean_up_idempotency_keys() -> int:
+    """Delete the idempotency keys past ORCHESTRATOR_IDEMPOTENCY_KEY_HOURS."""
+    expired = timezone.now() - datetime.timedelta(
+        hours=settings.ORCHESTRATOR_IDEMPOTENCY_KEY_HOURS
+    )
+    deleted, _ = IdempotencyKey.objects.filter(created_at__lt=expired).delete()
+    return deleted
 
 
 def resume_process(*, process: Process, input_pages: list[Any] | None = None, user=None) -> Process:

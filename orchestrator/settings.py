@@ -201,6 +201,9 @@ ORCHESTRATOR_RETRY_MAX_SECONDS = env_int("ORCHESTRATOR_RETRY_MAX_SECONDS", 600)
 ORCHESTRATOR_TASK_RETENTION_DAYS = env_int("ORCHESTRATOR_TASK_RETENTION_DAYS", 30)
 # How long the earlier pages of a multi-page browser form stay usable (they are bound to the
 # user and login session that filled them in, too).
+# How long an idempotency key (the API's Idempotency-Key header, a browser form's one-time
+# key) answers with the run its first use started.
+ORCHESTRATOR_IDEMPOTENCY_KEY_HOURS = env_int("ORCHESTRATOR_IDEMPOTENCY_KEY_HOURS", 24, minimum=1)
 ORCHESTRATOR_FORM_PAGES_MAX_AGE_SECONDS = env_int(
     "ORCHESTRATOR_FORM_PAGES_MAX_AGE_SECONDS", 3600, minimum=60
 )

@@ -8,6 +8,9 @@ Multi-page input forms in the browser: `orchestrator.forms.PagedForm`.
 from __future__ import annotations
 
 import logging
+import re
+import secrets as token_generator
+from typing import Any
 
 import django_filters
 from django import forms
@@ -26,7 +29,7 @@ from guardian.shortcuts import get_objects_for_user
 
 from orchestrator import extensions, registry, selectors, services
 from orchestrator.api.filters import AuditEventFilter
-from orchestrator.exceptions import NotFound, OrchestratorError
+from orchestrator.exceptions import IdempotencyKeyReused, NotFound, OrchestratorError
 from orchestrator.filters import BooleanFilter, StrictFilterSet
 from orchestrator.forms import PAGES_FIELD, PagedForm, add_service_errors, form_owner
 from orchestrator.models import (
@@ -48,6 +51,9 @@ logger = logging.getLogger(__name__)
 # What a start page is for comes as `?<target>=` on GET (`?subscription=`, `?product=`, the
 # start targets the domain apps' extensions own) and in hidden `__<target>` fields on POST.
 TARGET_FIELD_PREFIX = "__"
+# A start form's one-time key (see start_once_from_form).
+ONCE_FIELD = "__once"
+ONCE_KEY = re.compile(r"[A-Za-z0-9_-]{16,64}")
 PAGE_SIZE = 25
 DASHBOARD_ROWS = 10
 # Statuses in which a process moves on without anyone acting: the page keeps polling.
@@ -188,14 +194,19 @@ def workflow_start(request: HttpRequest, name: str) -> HttpResponse:
         return redirect("workflow-list")
     if request.method == "POST" and paged.complete and not paged.errors:
         try:
-            process = services.start_process(
-                workflow_name=name, input_pages=paged.pages, user=request.user, **targets
-            )
+            process, replayed = start_once_from_form(request, name, paged.pages, targets)
+        except IdempotencyKeyReused:
+            paged.errors.append("This form was submitted before, with other values; submit it "
+                                "again to start another run.")
         except OrchestratorError as error:
             paged.errors.extend(add_service_errors(paged.form, error) or [error.message])
             messages.error(request, error.message)
         else:
-            messages.success(request, f"Started {name}.")
+            if replayed:
+                messages.info(request, "This form was submitted before: here is the run it "
+                                       "started (no second run).")
+            else:
+                messages.success(request, f"Started {name}.")
             return redirect("process-detail", pk=process.pk)
     form = paged.form
     if form is not None and not form.is_bound:
@@ -206,6 +217,8 @@ def workflow_start(request: HttpRequest, name: str) -> HttpResponse:
         "workflow": workflow,
         "paged": paged,
         "pages_field": PAGES_FIELD,
+        "once_field": ONCE_FIELD,
+        "once": token_generator.token_urlsafe(24),
         "target_prefix": TARGET_FIELD_PREFIX,
         "targets": start_page.targets,
         "back": back,
@@ -213,6 +226,25 @@ def workflow_start(request: HttpRequest, name: str) -> HttpResponse:
     }
     status = 400 if request.method == "POST" and (paged.errors or _has_errors(paged.form)) else 200
     return render(request, "orchestrator/workflow_start.html", context, status=status)
+
+
+def start_once_from_form(
+    request: HttpRequest, name: str, pages: list[dict[str, Any]], targets: dict[str, str]
+) -> tuple[Process, bool]:
+    """Start from the browser form. Each rendering of the form carries a one-time key, so
+    a double submit (two clicks, a resent POST) makes one run: the second answers with the
+    first's run (True). A POST without a well-formed key starts as before."""
+    start: dict[str, Any] = {
+        "workflow_name": name, "input_pages": pages, "user": request.user, **targets
+    }
+    once = request.POST.get(ONCE_FIELD, "")
+    if not ONCE_KEY.fullmatch(once):
+        return services.start_process(**start), False
+    return services.start_process_once(
+        idempotency_key=f"form:{once}",
+        fingerprint=services.request_fingerprint([name, targets, pages]),
+        **start,
+    )
 
 
 def _has_errors(form: forms.BaseForm | None) -> bool:

@@ -18,7 +18,12 @@ from django.core.exceptions import RequestDataTooBig
 from django.db.models import Prefetch, QuerySet
 from django_celery_beat.models import PeriodicTask
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.pagination import LimitOffsetPagination
@@ -45,7 +50,7 @@ from orchestrator.api.serializers import (
     WorkflowDetailSerializer,
     WorkflowSerializer,
 )
-from orchestrator.exceptions import NotFound
+from orchestrator.exceptions import FormInvalid, NotFound
 from orchestrator.forms import form_json_schema, validate_pages
 from orchestrator.models import AuditEvent, Process, ProcessStatus, ProcessTag, Workflow
 from orchestrator.redaction import redacting, redactor_for
@@ -178,6 +183,30 @@ def suspended_form_schema(process: Process, user) -> dict[str, Any] | None:
         return None
 
 
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description=(
+        "Optional, 1 to 255 printable ASCII characters. The same key and body again (same "
+        "user, within ORCHESTRATOR_IDEMPOTENCY_KEY_HOURS) answer 201 with the run the first "
+        "request started, marked `Idempotent-Replayed: true`; the key with another body is "
+        "a 422."
+    ),
+)
+
+
+def idempotency_key(request: Request) -> str | None:
+    """The request's `Idempotency-Key` header (None without one); a malformed one is a 400."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 255 or not all(" " <= char <= "~" for char in key):
+        message = "The Idempotency-Key header must be 1 to 255 printable ASCII characters."
+        raise FormInvalid(message, {"idempotency_key": [message]})
+    return key
+
+
 def with_list_relations(queryset: QuerySet[Process]) -> QuerySet[Process]:
     """What the serializers read, fetched up front: constant queries per request."""
     return queryset.select_related("workflow", "created_by").prefetch_related(
@@ -247,10 +276,14 @@ class WorkflowViewSet(JSONOnlyMixin, viewsets.ReadOnlyModelViewSet):
     create=extend_schema(
         summary="Start a workflow",
         request=ProcessStartSerializer,
+        parameters=[IDEMPOTENCY_KEY],
         responses={
             201: ProcessDetailSerializer,
             **ERRORS,
             412: OpenApiResponse(ApiErrorSerializer, description="Refused by a run predicate"),
+            422: OpenApiResponse(
+                ApiErrorSerializer, description="Idempotency-Key reused with another body"
+            ),
         },
     ),
     destroy=extend_schema(
@@ -314,15 +347,26 @@ class ProcessViewSet(
         serializer = ProcessStartSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        process = services.start_process(
-            workflow_name=data["workflow"],
-            input_pages=data["input"],
-            user=request.user,
-            tags=data["tags"],
-            subscription=data.get("subscription"),
-            product=data.get("product"),
-        )
-        return self.detail_response(process, status.HTTP_201_CREATED)
+        start = {
+            "workflow_name": data["workflow"],
+            "input_pages": data["input"],
+            "user": request.user,
+            "tags": data["tags"],
+            "subscription": data.get("subscription"),
+            "product": data.get("product"),
+        }
+        key = idempotency_key(request)
+        if key is None:
+            process, replayed = services.start_process(**start), False
+        else:
+            process, replayed = services.start_process_once(
+                idempotency_key=key, fingerprint=services.request_fingerprint(request.data),
+                **start,
+            )
+        response = self.detail_response(process, status.HTTP_201_CREATED)
+        if replayed:
+            response["Idempotent-Replayed"] = "true"
+        return response
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         services.delete_process(process=self.get_object(), user=request.user)

@@ -6,6 +6,7 @@ and the Celery entry point print as a single line instead of a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -67,7 +68,7 @@ def describe_url_host(url: str) -> str:
 def database_settings(url: str | None) -> dict:
     """The `DATABASES['default']` entry for `DATABASE_URL`, or an SQLite file under var/."""
     if not url:
-        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        VAR_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
         url = f"sqlite:///{VAR_DIR / 'orchestrator.sqlite3'}"
     scheme = url.split("://", 1)[0] if "://" in url else ""
     if scheme not in SUPPORTED_DATABASE_SCHEMES:
@@ -81,6 +82,7 @@ def database_settings(url: str | None) -> dict:
         host = describe_url_host(url)
         raise ConfigError(f"DATABASE_URL for {host} is malformed: {error}") from None
     if config["ENGINE"] == "django.db.backends.sqlite3":
+        make_private(config["NAME"])
         # A web process and a worker write at once: WAL lets readers go on while one
         # writes, IMMEDIATE transactions take the write lock up front (no upgrade
         # deadlocks) and the timeout waits for the lock instead of failing.
@@ -93,6 +95,21 @@ def database_settings(url: str | None) -> dict:
         config.setdefault("OPTIONS", {})
         config["OPTIONS"].setdefault("connect_timeout", 5)
     return config
+
+
+def make_private(name: str) -> None:
+    """Make an SQLite database file owner-only (0600), like var/secret_key: it holds login
+    sessions, API token digests and encrypted secrets. The file is created empty before
+    SQLite first opens it, and SQLite gives its -wal and -shm files the main file's mode;
+    an existing file (and its -wal/-shm) is tightened."""
+    if not name or name == ":memory:" or str(name).startswith("file:"):
+        return
+    path = str(name)
+    with contextlib.suppress(OSError):  # a file we cannot touch is not ours to tighten
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    for companion in (path, f"{path}-wal", f"{path}-shm", f"{path}-journal"):
+        with contextlib.suppress(OSError):  # absent: SQLite makes it with the main's mode
+            os.chmod(companion, 0o600)
 
 
 def broker_url(url: str | None) -> str:

@@ -171,7 +171,7 @@ def supervise(running: list[Child]) -> int:
 
 def main() -> int:
     folder = var_dir()
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # the database, key and broker
     (folder / "staticfiles").mkdir(exist_ok=True)  # STATIC_ROOT: whitenoise warns when missing
     os.environ["ORCHESTRATOR_VAR_DIR"] = str(folder)
     os.environ["SECRET_KEY"] = ensure_secret_key(folder)

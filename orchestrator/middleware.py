@@ -1,15 +1,19 @@
-"""Request-wide guards: a login on every page, and no request that no view could read.
+"""Request-wide guards: a login on every page, no request that no view could read, and the
+headers every answer carries.
 
 The API answers 401/403 itself instead of redirecting; every request, page or API, is
 refused before any view runs when its path or parameters hold what the database cannot
-store or no name can be (`RefuseUnreadableRequests`).
+store or no name can be (`RefuseUnreadableRequests`); every page and API answer is kept
+out of caches and pages run only the project's own scripts (`SecurityHeaders`).
 """
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.middleware import LoginRequiredMiddleware as DjangoLoginRequired
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils.cache import add_never_cache_headers
 
 from orchestrator.safejson import bad_string
 
@@ -84,3 +88,33 @@ class RefuseUnreadableRequests:
             context = {"message": message, "problems": sorted(problems.items())}
             return render(request, "400.html", context, status=400)
         return self.get_response(request)
+
+
+class SecurityHeaders:
+    """Every answer that passes through Django (static files are served before it):
+
+    - `Cache-Control: no-store` (with `private`, `max-age=0`): pages and API answers show a
+      user's data, and no browser or proxy cache may keep them;
+    - `Content-Security-Policy`: ORCHESTRATOR_CONTENT_SECURITY_POLICY — the project's pages
+      run only its own scripts and styles, nothing inline. Under the paths in
+      ORCHESTRATOR_CSP_INLINE_STYLE_PATHS (third-party UIs: the Django admin, DRF's and the
+      API docs' pages, whose templates carry a few inline styles) inline *styles* are let
+      through; scripts stay strict everywhere. A view that sets its own policy keeps it.
+    """
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        add_never_cache_headers(response)
+        if "Content-Security-Policy" not in response:
+            response["Content-Security-Policy"] = content_security_policy(request.path_info)
+        return response
+
+
+def content_security_policy(path: str) -> str:
+    policy = settings.ORCHESTRATOR_CONTENT_SECURITY_POLICY
+    if any(path.startswith(prefix) for prefix in settings.ORCHESTRATOR_CSP_INLINE_STYLE_PATHS):
+        policy = policy.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")
+    return policy

@@ -63,6 +63,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "orchestrator.middleware.RefuseUnreadableRequests",
     "orchestrator.middleware.LoginRequiredMiddleware",
+    "orchestrator.middleware.SecurityHeaders",
 ]
 
 ROOT_URLCONF = "orchestrator.urls"
@@ -105,6 +106,18 @@ CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# Sent with every page and API answer (orchestrator.middleware.SecurityHeaders): only the
+# project's own scripts, styles and images; no inline script anywhere.
+ORCHESTRATOR_CONTENT_SECURITY_POLICY = os.environ.get(
+    "ORCHESTRATOR_CONTENT_SECURITY_POLICY",
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'self'; "
+    "form-action 'self'; frame-ancestors 'none'",
+)
+# Third-party UIs with inline styles in their templates: styles (not scripts) may be inline.
+ORCHESTRATOR_CSP_INLINE_STYLE_PATHS = env_list(
+    "ORCHESTRATOR_CSP_INLINE_STYLE_PATHS", ["/admin/", "/api/"]
+)
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 1024 * 1024)
 
 STATIC_URL = "/static/"

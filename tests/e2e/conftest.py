@@ -38,11 +38,20 @@ def browser():
 
 @pytest.fixture
 def page(browser):
+    """A fresh page. Every test also proves that the pages it visits keep to the Content
+    Security Policy: anything the browser refused to run or apply fails the test."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(15_000)
+    refused: list[str] = []
+    page.on(
+        "console",
+        lambda message: refused.append(f"{page.url}: {message.text}")
+        if "Content Security Policy" in message.text else None,
+    )
     yield page
     context.close()
+    assert not refused, "the Content-Security-Policy refused:\n" + "\n".join(refused)
 
 
 @pytest.fixture

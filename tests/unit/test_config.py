@@ -28,7 +28,9 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
-def run_manage(tmp_path: Path, *arguments: str, **env: str) -> subprocess.CompletedProcess:
+def run_manage(
+    tmp_path: Path, *arguments: str, umask: int | None = None, **env: str
+) -> subprocess.CompletedProcess:
     environment = {
         key: value
         for key, value in os.environ.items()
@@ -49,6 +51,7 @@ def run_manage(tmp_path: Path, *arguments: str, **env: str) -> subprocess.Comple
         capture_output=True,
         text=True,
         timeout=120,
+        preexec_fn=None if umask is None else (lambda: os.umask(umask)),
     )
 
 
@@ -267,3 +270,22 @@ def test_the_built_in_workflows_stay_registered_beside_the_users_own_modules(tmp
     # An old setting that still names the built-in modules registers them once, as before.
     old_setting = "orchestrator.builtin_workflows,subscriptions.workflows,tests.workflows"
     assert registered_workflows(tmp_path, old_setting) == names
+
+
+def test_the_embedded_sqlite_file_and_its_wal_and_shm_are_owner_only(tmp_path):
+    """They hold login sessions, API token digests and encrypted secrets: 0600 like the
+    secret key, whatever the umask; an older, readable file is tightened."""
+    write_and_show_modes = (
+        "import os; from django.db import connection; "
+        "connection.cursor().execute('CREATE TABLE IF NOT EXISTS t (x int)'); "
+        "name = connection.settings_dict['NAME']; "
+        "print(' '.join(oct(os.stat(name + end).st_mode & 0o777) for end in ('', '-wal', '-shm')))"
+    )
+    result = run_manage(tmp_path, "shell", "-v", "0", "-c", write_and_show_modes, umask=0o022)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0o600"] * 3  # while open: the database, -wal and -shm
+    assert oct((tmp_path / "var").stat().st_mode & 0o777) == "0o700"
+    database = tmp_path / "var" / "orchestrator.sqlite3"
+    os.chmod(database, 0o644)
+    result = run_manage(tmp_path, "shell", "-v", "0", "-c", write_and_show_modes, umask=0o022)
+    assert result.stdout.split() == ["0o600"] * 3

@@ -23,7 +23,7 @@ OPERATOR_CODENAMES = (
 )
 # Admins manage definitions and may delete and pause on top of what operators do.
 ADMIN_ACTION_PREFIXES = ("add_", "change_", "delete_")
-ADMIN_CODENAMES = ("pause_engine", "set_in_sync", "view_auditevent")
+ADMIN_CODENAMES = ("pause_engine", "set_in_sync", "view_auditevent", "teardown_execution")
 # Views only admins hold among the roles (the audit trail: who did what, from where).
 ADMIN_ONLY_VIEWS = ("view_auditevent",)
 

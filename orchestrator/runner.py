@@ -503,6 +503,8 @@ class ProcessRun:
         )
         if updated != 1:
             raise LeaseLost(str(self.process.pk))
+        for name, value in values.items():  # extensions told of the change see it
+            setattr(self.process, name, value)
 
     def record_failure(self, step: Step, error: BaseException, started: datetime.datetime) -> None:
         status = classify_failure(error, step, self.process)

@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 from tests.factories import user_with_role
 
 ROOT = Path(__file__).resolve().parent.parent
+pytest_plugins = ["tests.blueprint_helpers"]  # the blueprint tests' fixtures
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ ORCHESTRATOR_WORKFLOW_MODULES = [
     "tests.subscription_workflows",
     "tests.catalogue_workflows",
     "tests.flows",
+    "tests.blueprint_workflows",
 ]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ORCHESTRATOR_RETRY_BASE_SECONDS = int(os.environ.get("ORCHESTRATOR_RETRY_BASE_SECONDS", "1"))

@@ -1,0 +1,374 @@
+"""Running an execution, dependency-driven, on the engine's guarantees.
+
+Nothing here loops or waits. An Execute stores a run process (`blueprint_execution`); its
+one real step starts every step that is ready. Each step is a child process of that run,
+running its template's workflow with the step's resolved variables as its first input
+page. When a child stops, the blueprints extension is told inside the transaction that
+records the child's final status (`orchestrator.extensions.process_stopped`), and starts
+the steps that this completion made ready: a step starts as soon as every step it depends
+on is done, not when its whole level is. Because the bookkeeping commits with the child's
+final step, a worker killed at any instant leaves either both or neither, and the engine's
+lease and sweep redo what did not commit: no step starts twice, none is forgotten.
+
+Locks, always in this order, so no two transactions wait for each other: step rows in
+ascending primary key (steps are stored in topological order, so an upstream step's key is
+lower than its downstream steps'), then the execution row. A tear down walks the graph
+the other way and locks in descending order; it never runs beside an execution.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from blueprints.models import (
+    Execution,
+    ExecutionStatus,
+    ExecutionStep,
+    StepStatus,
+    TeardownStatus,
+)
+from blueprints.plan import Resolved, missing_required, resolve_variables
+from blueprints.selectors import template_spec_from, wires_from_snapshot
+from orchestrator import services as engine
+from orchestrator.crypto import decrypt_json
+from orchestrator.exceptions import OrchestratorError
+from orchestrator.models import RETRYABLE_STATUSES, Process, ProcessStatus
+from subscriptions.models import Subscription
+
+logger = logging.getLogger(__name__)
+MAX_ERROR = 2000
+
+
+def step_names(steps: list[ExecutionStep]) -> dict[int, str]:
+    return {step.template_id: step.template_snapshot.get("name", str(step.template_id))
+            for step in steps}
+
+
+def runtime_variables(
+    execution: Execution, step: ExecutionStep, steps: list[ExecutionStep]
+) -> dict[str, Resolved]:
+    """The step's variables now, by the same resolution as the plan: an override always
+    beats a wired output, which beats the blueprint default, then the template default."""
+    key = str(step.template_id)
+    overrides = {
+        **execution.variable_overrides.get(key, {}),
+        **decrypt_json(execution.secret_overrides).get(key, {}),
+    }
+    outputs = {other.template_id: other.outputs if other.status == StepStatus.DONE else None
+               for other in steps}
+    return resolve_variables(
+        template_spec_from(step.template_snapshot, step.template_id),
+        overrides=overrides,
+        wires=wires_from_snapshot(execution.wiring_snapshot),
+        outputs=outputs,
+        blueprint_defaults=step.template_snapshot.get("blueprint_defaults", {}),
+        names=step_names(steps),
+    )
+
+
+def fail_step(step: ExecutionStep, message: str) -> None:
+    step.status = StepStatus.ERROR
+    step.error_message = message[:MAX_ERROR]
+    step.completed_at = timezone.now()
+    step.save(update_fields=["status", "error_message", "completed_at"])
+
+
+def start_step(execution: Execution, step: ExecutionStep, steps: list[ExecutionStep],
+               parent: Process | None) -> bool:
+    """Start the step's child process (the step row is locked by the caller); False when it
+    could not start, with the step in error saying why."""
+    spec = template_spec_from(step.template_snapshot, step.template_id)
+    resolved = runtime_variables(execution, step, steps)
+    missing = missing_required(spec, resolved)
+    if missing:
+        fail_step(step, f"required variable(s) without a value: {', '.join(missing)}")
+        return False
+    if not step.parent_resources.exists():
+        upstream = set(step.upstream)
+        parents = [s.resource_id for s in steps if s.template_id in upstream and s.resource_id]
+        step.parent_resources.set(parents)
+    targets: dict[str, Any] = {"execution_step": step.pk}
+    if step.template_snapshot.get("target") == "create":
+        targets["product"] = step.template_snapshot.get("product")
+    page = {name: value.value for name, value in resolved.items() if value.source}
+    try:
+        with transaction.atomic():
+            process = engine.start_process(
+                workflow_name=step.template_snapshot["workflow"],
+                input_pages=[page],
+                parent=parent,
+                run_name=f"{execution.blueprint.name} · {spec.name}",
+                **targets,
+            )
+    except OrchestratorError as error:
+        fail_step(step, f"could not start {step.template_snapshot['workflow']}: {error.message}")
+        return False
+    step.status = StepStatus.IN_PROGRESS
+    step.process = process
+    step.error_message = ""
+    step.started_at = timezone.now()
+    step.completed_at = None
+    step.resolved_variables = {name: value.as_dict() for name, value in resolved.items()}
+    step.save(update_fields=["status", "process", "error_message", "started_at", "completed_at",
+                             "resolved_variables"])
+    return True
+
+
+def is_ready(step: ExecutionStep, status_by_template: dict[int, str]) -> bool:
+    return step.status == StepStatus.PENDING and all(
+        status_by_template.get(template_id) == StepStatus.DONE for template_id in step.upstream
+    )
+
+
+def start_ready_steps(execution_id: Any, run_id: Any) -> int:
+    """The run's step: give steps left in error a fresh start, then start every ready step.
+    Called inside the run's step transaction."""
+    steps = list(
+        ExecutionStep.objects.select_for_update().filter(execution_id=execution_id).order_by("pk")
+    )
+    execution = Execution.objects.select_related("blueprint").get(pk=execution_id)
+    run = Process.objects.get(pk=run_id)
+    if execution.status != ExecutionStatus.IN_PROGRESS or str(execution.run_id) != str(run.pk):
+        return 0  # executed again since, or already finished: this run has nothing to do
+    for step in steps:
+        if step.status == StepStatus.ERROR:
+            supersede(step)
+    started = start_steps(execution, steps, [s for s in steps if s.status == StepStatus.PENDING],
+                          run)
+    settle(execution.pk)
+    return started
+
+
+def supersede(step: ExecutionStep) -> None:
+    """A step in error runs again with a new process; its failed one is aborted so nobody
+    resumes it beside the new one (nothing it did is undone)."""
+    if step.process_id is not None:
+        process = Process.objects.filter(pk=step.process_id, status__in=RETRYABLE_STATUSES).first()
+        if process is not None:
+            engine.abort_process(process=process)
+    step.status = StepStatus.PENDING
+    step.error_message = ""
+    step.save(update_fields=["status", "error_message"])
+
+
+def start_steps(execution: Execution, steps: list[ExecutionStep],
+                candidates: list[ExecutionStep], parent: Process | None) -> int:
+    """Start the ready ones among `candidates` (locked); stop at the first that cannot start."""
+    status_by_template = {step.template_id: step.status for step in steps}
+    started = 0
+    for step in candidates:
+        if not is_ready(step, status_by_template):
+            continue
+        if not start_step(execution, step, steps, parent):
+            return started
+        started += 1
+        status_by_template[step.template_id] = step.status
+    return started
+
+
+def settle(execution_id: Any) -> None:
+    """Last, under the execution's row lock: the execution is in error when a step is, done
+    when every step is. Of two steps finishing at once, the second to lock sees both."""
+    execution = Execution.objects.select_for_update().get(pk=execution_id)
+    statuses = list(ExecutionStep.objects.filter(execution_id=execution_id)
+                    .values_list("status", "template_snapshot__name", "error_message"))
+    now = timezone.now()
+    errors = [(name, message) for status, name, message in statuses if status == StepStatus.ERROR]
+    if execution.status == ExecutionStatus.IN_PROGRESS and errors:
+        name, message = errors[0]
+        execution.status = ExecutionStatus.ERROR
+        execution.error_message = f"Step {name} failed: {message}"[:MAX_ERROR]
+        execution.completed_at = now
+        execution.save(update_fields=["status", "error_message", "completed_at"])
+    elif execution.status == ExecutionStatus.IN_PROGRESS and all(
+        status == StepStatus.DONE for status, _, _ in statuses
+    ):
+        execution.status = ExecutionStatus.DONE
+        execution.completed_at = now
+        execution.save(update_fields=["status", "completed_at"])
+
+
+def outputs_of(step: ExecutionStep, process: Process) -> tuple[dict[str, Any], list[str]]:
+    """The listed keys of the finished process's state, and those it lacks."""
+    names = [item["name"] if isinstance(item, dict) else str(item)
+             for item in step.template_snapshot.get("outputs", [])]
+    return ({name: process.state[name] for name in names if name in process.state},
+            [name for name in names if name not in process.state])
+
+
+def resource_of(step: ExecutionStep, process: Process) -> Subscription | None:
+    """The subscription a create workflow made (linked to its process)."""
+    if step.template_snapshot.get("target") != "create":
+        return None
+    subscription_id = process.state.get("subscription_id")
+    return process.subscriptions.filter(pk=subscription_id).first() if subscription_id else None
+
+
+def step_stopped(process: Process, status: str) -> None:
+    """A step's child process stopped: record it, start what it made ready, settle."""
+    step = ExecutionStep.objects.select_for_update().filter(
+        process=process, status=StepStatus.IN_PROGRESS
+    ).first()
+    if step is None:
+        return  # not (or no longer) a running step's process
+    now = timezone.now()
+    if status == ProcessStatus.COMPLETED:
+        outputs, missing = outputs_of(step, process)
+        step.outputs = outputs
+        step.resource = resource_of(step, process)
+        if missing:
+            step.status = StepStatus.ERROR
+            step.error_message = (f"{process.workflow.name} finished without the output(s): "
+                                  f"{', '.join(missing)}")
+        else:
+            step.status = StepStatus.DONE
+    else:
+        step.status = StepStatus.ERROR
+        reason = process.failed_reason or "no reason given"
+        step.error_message = f"{process.workflow.name} {status}: {reason}"[:MAX_ERROR]
+    step.completed_at = now
+    step.save(update_fields=["outputs", "resource", "status", "error_message", "completed_at"])
+    execution = Execution.objects.select_related("blueprint").get(pk=step.execution_id)
+    if step.status == StepStatus.DONE and execution.status == ExecutionStatus.IN_PROGRESS:
+        downstream = pending_downstream(execution.pk, step.template_id)
+        if downstream:
+            steps = list(ExecutionStep.objects.filter(execution_id=execution.pk).order_by("pk"))
+            fresh = {s.pk: s for s in downstream}
+            steps = [fresh.get(s.pk, s) for s in steps]
+            start_steps(execution, steps, downstream, execution.run)
+    settle(execution.pk)
+
+
+def pending_downstream(execution_id: Any, template_id: int) -> list[ExecutionStep]:
+    """The pending steps that wait for `template_id`, locked in key order. PostgreSQL finds
+    them by JSON containment and locks only those; SQLite (one writer) filters in Python."""
+    from django.db import connection
+
+    pending = ExecutionStep.objects.select_for_update().filter(
+        execution_id=execution_id, status=StepStatus.PENDING
+    ).order_by("pk")
+    if connection.vendor == "postgresql":
+        return list(pending.filter(upstream__contains=[template_id]))
+    return [step for step in pending if template_id in step.upstream]
+
+
+# --- tear down ---------------------------------------------------------------------------
+
+
+def terminate_workflow_of(subscription: Subscription) -> str | None:
+    workflow = subscription.product.workflows.filter(target="terminate").order_by("name").first()
+    return workflow.name if workflow else None
+
+
+def torn_down(step: ExecutionStep) -> bool:
+    """Nothing left to terminate: no resource, already terminated, or terminated by us."""
+    if step.resource_id is None:
+        return True
+    if step.resource.status == "terminated":
+        return True
+    return bool(step.teardown_process and step.teardown_process.status == ProcessStatus.COMPLETED)
+
+
+def start_ready_terminations(execution_id: Any, run_id: Any) -> int:
+    """The tear-down run's step: terminate every resource nothing left depends on."""
+    steps = list(
+        ExecutionStep.objects.select_for_update().filter(execution_id=execution_id)
+        .select_related("resource__product", "teardown_process").order_by("-pk")
+    )
+    execution = Execution.objects.select_related("blueprint").get(pk=execution_id)
+    if execution.teardown_status != TeardownStatus.IN_PROGRESS or str(
+        execution.teardown_run_id
+    ) != str(run_id):
+        return 0
+    started = terminate_ready(execution, steps, steps)
+    settle_teardown(execution.pk)
+    return started
+
+
+def terminate_ready(execution: Execution, steps: list[ExecutionStep],
+                    candidates: list[ExecutionStep]) -> int:
+    """Start the terminate workflow of each candidate whose dependents are all torn down."""
+    done = {step.template_id for step in steps if torn_down(step)}
+    started = 0
+    for step in candidates:
+        if step.template_id in done or (
+            step.teardown_process_id and step.teardown_process.status not in (
+                ProcessStatus.FAILED, ProcessStatus.ABORTED, ProcessStatus.CANCELLED,
+                ProcessStatus.API_UNAVAILABLE, ProcessStatus.INCONSISTENT_DATA)
+        ):
+            continue
+        dependents = [s for s in steps if step.template_id in s.upstream]
+        if any(s.template_id not in done for s in dependents):
+            continue
+        workflow = terminate_workflow_of(step.resource)
+        try:
+            with transaction.atomic():
+                process = engine.start_process(
+                    workflow_name=workflow or "", input_pages=[{}], parent=execution.teardown_run,
+                    run_name=f"Tear down {execution.blueprint.name} · "
+                             f"{step.template_snapshot.get('name')}",
+                    subscription=step.resource_id,
+                )
+        except OrchestratorError as error:
+            execution.teardown_error = (f"could not terminate {step.resource}: "
+                                        f"{error.message}")[:MAX_ERROR]
+            execution.save(update_fields=["teardown_error"])
+            return started
+        step.teardown_process = process
+        step.save(update_fields=["teardown_process"])
+        started += 1
+    return started
+
+
+def teardown_step_stopped(process: Process, status: str) -> None:
+    step = ExecutionStep.objects.select_for_update().filter(teardown_process=process).first()
+    if step is None:
+        return
+    execution = Execution.objects.select_related("blueprint", "teardown_run").get(
+        pk=step.execution_id
+    )
+    if status != ProcessStatus.COMPLETED:
+        execution.teardown_error = (f"terminating {step.template_snapshot.get('name')} ended "
+                                    f"{status}: {process.failed_reason}")[:MAX_ERROR]
+        execution.save(update_fields=["teardown_error"])
+    elif not execution.teardown_error:
+        upstream = list(
+            ExecutionStep.objects.select_for_update()
+            .filter(execution_id=execution.pk, template_id__in=step.upstream)
+            .select_related("resource__product", "teardown_process").order_by("-pk")
+        )
+        if upstream:
+            steps = list(ExecutionStep.objects.filter(execution_id=execution.pk)
+                         .select_related("resource", "teardown_process"))
+            fresh = {s.pk: s for s in upstream}
+            terminate_ready(execution, [fresh.get(s.pk, s) for s in steps], upstream)
+    settle_teardown(execution.pk)
+
+
+def settle_teardown(execution_id: Any) -> None:
+    execution = Execution.objects.select_for_update().get(pk=execution_id)
+    if execution.teardown_status != TeardownStatus.IN_PROGRESS:
+        return
+    steps = list(ExecutionStep.objects.filter(execution_id=execution_id)
+                 .select_related("resource", "teardown_process"))
+    if execution.teardown_error:
+        execution.teardown_status = TeardownStatus.ERROR
+    elif all(torn_down(step) for step in steps):
+        execution.teardown_status = TeardownStatus.DONE
+    else:
+        return
+    execution.save(update_fields=["teardown_status"])
+
+
+def process_stopped(process: Process, status: str) -> None:
+    """The blueprints extension's hook: only child processes can be blueprint steps."""
+    if process.parent_id is None:
+        return
+    if ExecutionStep.objects.filter(Q(process=process) | Q(teardown_process=process)).exists():
+        step_stopped(process, status)
+        teardown_step_stopped(process, status)

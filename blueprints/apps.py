@@ -7,10 +7,8 @@ class BlueprintsConfig(AppConfig):
 
     def ready(self) -> None:
         from blueprints.extension import BlueprintExtension
-        from blueprints.workflows import WORKFLOWS
         from orchestrator import registry
         from orchestrator.extensions import register
 
         register(BlueprintExtension())
-        for definition in WORKFLOWS:  # always present, whatever the workflow modules say
-            registry.register(definition)
+        registry.register_module("blueprints.workflows")  # always, whatever the setting

@@ -26,6 +26,7 @@ from blueprints.models import (
 )
 from blueprints.plan import (
     NO_VALUE,
+    VARIABLE_TYPES,
     Plan,
     Problems,
     Resolved,
@@ -169,6 +170,15 @@ def may_tear_down(user, execution: Execution) -> bool:
 # --- specs for the validator and the planner ---------------------------------------------
 
 
+def schema_type(prop: dict[str, Any]) -> str:
+    """A form field's JSON type from its schema; an optional field's ["t", "null"] is t."""
+    kind = prop.get("type", "any")
+    if isinstance(kind, list):
+        kinds = [item for item in kind if item != "null"]
+        kind = kinds[0] if len(kinds) == 1 else "any"
+    return kind if kind in VARIABLE_TYPES else "any"
+
+
 @functools.lru_cache(maxsize=512)
 def workflow_form_fields(workflow_name: str) -> dict[str, dict[str, Any]] | None:
     """The fields of a registered workflow's first input page: {name: {"type", "required",
@@ -188,7 +198,7 @@ def workflow_form_fields(workflow_name: str) -> dict[str, dict[str, Any]] | None
     required = set(schema["required"])
     return {
         name: {
-            "type": prop.get("type", "any") if prop.get("type") != "array" else "array",
+            "type": schema_type(prop),
             "required": name in required,
             "secret": prop.get("format") == "password",
         }

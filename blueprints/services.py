@@ -941,3 +941,33 @@ def save_storage(*, user=None, storage: StorageBackend | None = None,
                 raise invalid("integration", error.message) from None
     row.save()
     return row
+
+
+def refuse_while_used(obj: Any, what: str) -> None:
+    """A secret, integration or storage that an execution may still run with stays."""
+    open_executions = obj.executions.exclude(status=ExecutionStatus.DONE)
+    if open_executions.exists():
+        raise Conflict(f"{what} {obj.name} is used by {open_executions.count()} execution(s) "
+                       "that may still run: finish or delete them first")
+
+
+def delete_secret(*, user=None, secret: Secret) -> None:
+    require(user, "blueprints.delete_secret", secret)
+    refuse_while_used(secret, "Secret")
+    secret.delete()
+
+
+def delete_integration(*, user=None, integration: Integration) -> None:
+    require(user, "blueprints.delete_integration", integration)
+    refuse_while_used(integration, "Integration")
+    if integration.storages.exists():
+        raise Conflict(f"Integration {integration.name} is used by a storage backend")
+    integration.delete()
+
+
+def delete_storage(*, user=None, storage: StorageBackend) -> None:
+    require(user, "blueprints.delete_storagebackend", storage)
+    if storage.executions.exists():
+        raise Conflict(f"Storage backend {storage.name} is used by executions: it is kept "
+                       "for their audit")
+    storage.delete()

@@ -156,6 +156,10 @@ SPECTACULAR_SETTINGS = {
         "ProcessStatusEnum": "orchestrator.models.ProcessStatus",
         "SubscriptionLifecycleEnum": "subscriptions.models.SubscriptionLifecycle",
         "ProductStatusEnum": "subscriptions.models.ProductStatus",
+        "ExecutionStatusEnum": "blueprints.models.ExecutionStatus",  # steps share it
+        "TeardownStatusEnum": "blueprints.models.TeardownStatus",
+        "VariableTypeEnum": "blueprints.models.VariableType",
+        "WorkflowTypeEnum": "orchestrator.models.WorkflowType",
     },
 }
 

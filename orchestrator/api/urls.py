@@ -27,4 +27,5 @@ urlpatterns = [
     path("engine/", views.EngineView.as_view(), name="api-engine"),
     *router.urls,
     path("", include("subscriptions.api.urls")),
+    path("", include("blueprints.api.urls")),
 ]

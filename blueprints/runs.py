@@ -277,7 +277,7 @@ def torn_down(step: ExecutionStep) -> bool:
 def start_ready_terminations(execution_id: Any, run_id: Any) -> int:
     """The tear-down run's step: terminate every resource nothing left depends on."""
     steps = list(
-        ExecutionStep.objects.select_for_update().filter(execution_id=execution_id)
+        ExecutionStep.objects.select_for_update(of=("self",)).filter(execution_id=execution_id)
         .select_related("resource__product", "teardown_process").order_by("-pk")
     )
     execution = Execution.objects.select_related("blueprint").get(pk=execution_id)
@@ -338,7 +338,7 @@ def teardown_step_stopped(process: Process, status: str) -> None:
         execution.save(update_fields=["teardown_error"])
     elif not execution.teardown_error:
         upstream = list(
-            ExecutionStep.objects.select_for_update()
+            ExecutionStep.objects.select_for_update(of=("self",))
             .filter(execution_id=execution.pk, template_id__in=step.upstream)
             .select_related("resource__product", "teardown_process").order_by("-pk")
         )

@@ -55,6 +55,21 @@ MAX_REASONS = 5
 VARIABLE_KEYS = {"name", "default", "required", "secret", "type", "description"}
 
 
+class DryRun(Exception):
+    """Raised to roll back a save that was only meant to be checked."""
+
+
+def check(save, **kwargs: Any) -> None:
+    """Run a save service with every one of its checks, and write nothing: a form (the
+    admin's, a page's) validates with exactly the rules the save applies."""
+    try:
+        with transaction.atomic():
+            save(**kwargs)
+            raise DryRun
+    except DryRun:
+        pass
+
+
 def invalid(field: str, message: str) -> FormInvalid:
     return FormInvalid(message, {field: [message]})
 
@@ -813,8 +828,9 @@ def teardown_execution(*, user=None, execution: Execution) -> Execution:
     tracked run. Explicit and admin-only; refused while a resource is used from outside."""
     require(user, "blueprints.teardown_execution", execution)
     with transaction.atomic():
-        steps = list(ExecutionStep.objects.select_for_update().filter(execution=execution)
-                     .select_related("resource__product").order_by("pk"))
+        steps = list(ExecutionStep.objects.select_for_update(of=("self",))
+                     .filter(execution=execution).select_related("resource__product")
+                     .order_by("pk"))
         execution = Execution.objects.select_for_update().select_related("blueprint").get(
             pk=execution.pk
         )

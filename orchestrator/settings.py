@@ -202,7 +202,7 @@ CELERY_BROKER_CONNECTION_MAX_RETRIES = env_int("CELERY_BROKER_CONNECTION_MAX_RET
 # by default the demo tasks and the demo catalogue.
 ORCHESTRATOR_WORKFLOW_MODULES = env_list(
     "ORCHESTRATOR_WORKFLOW_MODULES",
-    ["orchestrator.demo_workflows", "subscriptions.demo_workflows"],
+    ["orchestrator.demo_workflows", "subscriptions.demo_workflows", "blueprints.demo_workflows"],
 )
 # A lease outlives a stalled worker by this long before the sweep takes the run back.
 ORCHESTRATOR_LEASE_SECONDS = env_int("ORCHESTRATOR_LEASE_SECONDS", 60)

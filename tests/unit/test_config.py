@@ -246,7 +246,8 @@ def test_celery_with_bad_broker_scheme_prints_one_line(tmp_path):
 
 
 BUILT_IN_WORKFLOWS = {
-    "modify_note", "task_clean_up_tasks", "task_resume_workflows", "task_validate_products"
+    "modify_note", "task_clean_up_tasks", "task_resume_workflows", "task_validate_products",
+    "blueprint_execution", "blueprint_teardown",
 }
 
 

@@ -1,0 +1,181 @@
+"""Blueprint executions: parallel levels on real workers, and planning at scale.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench \\
+    CELERY_BROKER_URL=redis://127.0.0.1:6379/7 python bench/blueprint_parallel.py
+
+1. A blueprint of 200 templates in 10 levels of 20 (each template waits for two of the
+   level before it), each step sleeping 0.2 s, executed by 4 worker processes (thread pools
+   of BENCH_THREADS each, so a level's 20 steps can run at once): the wall time from
+   Execute to done, against the ideal critical path measured in the same run: 10 × the
+   step's own run time (the sleep plus its process's own steps, as recorded). Target
+   (issue 8): wall time <= 1.3 × the ideal critical path.
+2. Validating and planning a blueprint of 2,000 templates (wiring like the above): the
+   validator and planner in memory, the plan read from the database, and a validated save.
+   Target: under 1 s.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator.settings")
+os.environ.setdefault("SECRET_KEY", "benchmark-only-secret-key")
+os.environ["ORCHESTRATOR_WORKFLOW_MODULES"] = "bench.blueprint_workflows"
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.core.management import call_command  # noqa: E402
+
+from blueprints import selectors, services  # noqa: E402
+from blueprints.models import Blueprint, Execution, Template  # noqa: E402
+from blueprints.plan import blueprint_problems, build_plan, resolve_variables  # noqa: E402
+from orchestrator import services as engine  # noqa: E402
+from orchestrator.models import Process, Workflow  # noqa: E402
+
+LEVELS, WIDTH, SLEEP = 10, 20, 0.2
+WORKERS = int(os.environ.get("BENCH_WORKERS", "4"))
+THREADS = int(os.environ.get("BENCH_THREADS", "6"))
+RUNS = int(os.environ.get("BENCH_RUNS", "1"))
+VARIABLES = [{"name": "name"}, {"name": "sleep", "default": SLEEP},
+             {"name": "upstream_a"}, {"name": "upstream_b"}]
+
+
+def names(levels: int, width: int, prefix: str) -> list[list[str]]:
+    return [[f"{prefix}{level}-{index}" for index in range(width)] for level in range(levels)]
+
+
+def wiring(grid: list[list[str]]) -> list[dict]:
+    """Each template waits for two of the level before it."""
+    rules = []
+    for level in range(1, len(grid)):
+        width = len(grid[level])
+        for index, target in enumerate(grid[level]):
+            for variable, source in (("upstream_a", grid[level - 1][index]),
+                                     ("upstream_b", grid[level - 1][(index + 1) % width])):
+                rules.append({"source_template": source, "source_output": "out",
+                              "target_template": target, "target_variable": variable})
+    return rules
+
+
+def make_blueprint(name: str, levels: int, width: int) -> Blueprint:
+    """Templates made in bulk (the benchmark's setup), the blueprint through the service."""
+    grid = names(levels, width, f"{name}:")
+    workflow = Workflow.objects.get(name="bench_sleep")
+    Template.objects.bulk_create(
+        [Template(name=template, workflow=workflow, variables=VARIABLES,
+                  outputs=[{"name": "out", "type": "string"}])
+         for row in grid for template in row],
+        ignore_conflicts=True,
+    )
+    defaults = {template: {"name": template} for row in grid for template in row}
+    existing = Blueprint.objects.filter(name=name).first()
+    return services.save_blueprint(blueprint=existing, data={
+        "name": name, "templates": [t for row in grid for t in row],
+        "default_variables": defaults, "wiring": wiring(grid)})
+
+
+def wait(predicate, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit("benchmark timed out: are the workers running?")
+        time.sleep(0.01)
+
+
+def step_seconds(execution: Execution) -> float:
+    """Median run time of one step's process (its own steps, the sleep included)."""
+    durations = [
+        (process.finished_at - process.started_at).total_seconds()
+        for process in Process.objects.filter(execution_steps__execution=execution)
+    ]
+    return statistics.median(durations)
+
+
+def execute_once(blueprint: Blueprint) -> tuple[float, float]:
+    execution = services.create_execution(blueprint=blueprint)
+    start = time.perf_counter()
+    services.execute_execution(execution=execution)
+    wait(lambda: Execution.objects.filter(pk=execution.pk, status__in=("done", "error")).exists())
+    wall = time.perf_counter() - start
+    execution.refresh_from_db()
+    if execution.status != "done":
+        raise SystemExit(f"the execution failed: {execution.error_message}")
+    return wall, step_seconds(execution)
+
+
+def start_workers() -> list[subprocess.Popen]:
+    command = [sys.executable, "-m", "celery", "-A", "orchestrator", "worker", "-Q",
+               "core,user,internal", "--pool", "threads", "--concurrency", str(THREADS),
+               "--loglevel", "WARNING", "--without-gossip", "--without-mingle",
+               "--without-heartbeat"]
+    return [
+        subprocess.Popen([*command, "-n", f"bench-{os.getpid()}-{index}@%h"], cwd=ROOT,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        for index in range(WORKERS)
+    ]
+
+
+def planning_seconds() -> dict[str, float]:
+    blueprint = make_blueprint("plan-2000", 100, 20)
+    parts = selectors.blueprint_parts(
+        selectors.blueprint_with_relations(Blueprint.objects.filter(pk=blueprint.pk)).get()
+    )
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    problems, plan = blueprint_problems(parts.templates, parts.wiring, parts.defaults)
+    build_plan([t.id for t in parts.templates], parts.wiring)
+    for template in parts.templates:
+        resolve_variables(template, overrides={}, wires=parts.wiring, outputs={},
+                          blueprint_defaults=parts.defaults[template.id], names=parts.names)
+    timings["validate + plan + resolve, in memory"] = time.perf_counter() - start
+    assert not problems and plan is not None and len(plan.levels) == 100
+    start = time.perf_counter()
+    selectors.blueprint_plan(Blueprint.objects.get(pk=blueprint.pk))
+    timings["blueprint_plan from the database"] = time.perf_counter() - start
+    start = time.perf_counter()
+    make_blueprint("plan-2000", 100, 20)
+    timings["validated save of the blueprint"] = time.perf_counter() - start
+    return timings
+
+
+def main() -> None:
+    call_command("migrate", verbosity=0)
+    engine.sync_workflows()
+    print("planning and validating 2,000 templates (target < 1 s):")
+    for what, seconds in planning_seconds().items():
+        print(f"  {what:<40} {seconds:7.3f} s")
+    blueprint = make_blueprint("parallel-200", LEVELS, WIDTH)
+    workers = start_workers()
+    try:
+        warm = make_blueprint("warm-up", 2, 4)
+        execute_once(warm)
+        results = [execute_once(blueprint) for _ in range(RUNS)]
+    finally:
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.wait(timeout=60)
+    wall = statistics.median(r[0] for r in results)
+    step = statistics.median(r[1] for r in results)
+    ideal = LEVELS * SLEEP
+    measured_path = LEVELS * step
+    print(f"{LEVELS * WIDTH} templates in {LEVELS} levels, {SLEEP} s each, {WORKERS} workers "
+          f"x {THREADS} threads ({RUNS} run(s))")
+    print(f"  wall time, Execute to done            {wall:7.3f} s")
+    print(f"  ideal critical path {LEVELS} x {SLEEP} s          {ideal:7.3f} s  "
+          f"ratio {wall / ideal:5.2f}x (target <= 1.3x)")
+    print(f"  critical path of the measured steps   {measured_path:7.3f} s  "
+          f"ratio {wall / measured_path:5.2f}x  (a step's process took {step:.3f} s)")
+
+
+if __name__ == "__main__":
+    main()

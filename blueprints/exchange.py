@@ -31,8 +31,8 @@ from rest_framework.parsers import BaseParser
 
 from blueprints import services
 from blueprints.models import Blueprint, Template
-from orchestrator.api.views import json_problem
 from orchestrator.exceptions import FormInvalid
+from orchestrator.safejson import json_problem
 
 KIND, VERSION = "blueprint", 1
 TEMPLATE_FIELDS = ("name", "description", "workflow", "product", "variables", "outputs",

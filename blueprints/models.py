@@ -157,6 +157,8 @@ class Integration(models.Model):
     kind = models.CharField(max_length=20, choices=IntegrationKind.choices)
     settings = models.JSONField(default=dict, blank=True, help_text="Not secret (region, URL...).")
     credentials = models.TextField(blank=True, help_text="Encrypted JSON; never shown.")
+
+    ENCRYPTED_FIELDS = ("credentials",)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -173,6 +175,8 @@ class Secret(models.Model):
     name = models.CharField(max_length=MAX_NAME, unique=True)
     description = models.TextField(blank=True)
     value = models.TextField(help_text="Encrypted; never shown.")
+
+    ENCRYPTED_FIELDS = ("value",)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -244,6 +248,7 @@ class Execution(models.Model):
     secret_overrides = models.TextField(
         blank=True, help_text="Encrypted {template id: {variable: value}} of secret variables."
     )
+    ENCRYPTED_FIELDS = ("secret_overrides",)
     source_code_versions = models.JSONField(default=dict, blank=True)
     parent_overrides = models.JSONField(
         default=dict, blank=True, help_text="{template id: [subscription id, ...]}"

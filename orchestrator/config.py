@@ -155,3 +155,22 @@ def secret_key(debug: bool) -> str:
         "SECRET_KEY is not set: refusing to start with DEBUG off and the default secret key "
         "(set SECRET_KEY to a long random string, or DEBUG=true for local development)"
     )
+
+
+def encryption_keys(value: str | None) -> list[str]:
+    """`ORCHESTRATOR_ENCRYPTION_KEYS`: comma-separated Fernet keys, the first encrypting."""
+    import base64
+    import binascii
+
+    keys = [key.strip() for key in (value or "").split(",") if key.strip()]
+    for number, key in enumerate(keys, start=1):
+        try:
+            valid = len(base64.urlsafe_b64decode(key.encode())) == 32
+        except (binascii.Error, ValueError):
+            valid = False
+        if not valid:
+            raise ConfigError(
+                f"ORCHESTRATOR_ENCRYPTION_KEYS: key {number} is not a Fernet key (32 url-safe "
+                "base64-encoded bytes; make one with cryptography's Fernet.generate_key())"
+            )
+    return keys

@@ -137,6 +137,8 @@ class Process(models.Model):
     # A flow parked until the child processes it waits for end (orchestrator.flows.children).
     waiting_on_children = models.BooleanField(default=False, db_default=False)
 
+    ENCRYPTED_FIELDS = ("secrets",)  # re-encrypted by manage.py rotate_encryption_key
+
     class Meta:
         ordering = ["-started_at"]
         verbose_name_plural = "processes"

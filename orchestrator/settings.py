@@ -15,6 +15,7 @@ from orchestrator.config import (
     VAR_DIR,
     broker_url,
     database_settings,
+    encryption_keys,
     env_bool,
     env_int,
     env_list,
@@ -227,6 +228,9 @@ ORCHESTRATOR_FORM_PAGES_MAX_AGE_SECONDS = env_int(
 # Reverse proxies in front of the web servers that append to X-Forwarded-For: the audit
 # trail takes the client address from there (0: the connection's own address).
 ORCHESTRATOR_PROXY_COUNT = env_int("ORCHESTRATOR_PROXY_COUNT", 0)
+# Keys that encrypt stored secrets (the first encrypts, all decrypt); none: derived from
+# SECRET_KEY. See orchestrator/crypto.py and docs/deploying.md (rotation).
+ORCHESTRATOR_ENCRYPTION_KEYS = encryption_keys(os.environ.get("ORCHESTRATOR_ENCRYPTION_KEYS"))
 
 LOGGING = {
     "version": 1,

@@ -64,7 +64,7 @@ def test_admin_pages_render_read_only_without_secrets(client, synced):
     page = change.content.decode()
     assert "Log in somewhere" in page  # the step inline
     assert 'name="status"' not in page  # read-only
-    for hidden in ("lease_owner", "callback_token", "Secrets"):
+    for hidden in ("lease_owner", "callback_token", "field-secrets"):
         assert hidden not in page
     search = client.get(reverse(CHANGELIST) + "?q=" + str(process.pk)[:8])
     assert list(search.context["cl"].result_list) == [process]

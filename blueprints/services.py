@@ -41,6 +41,7 @@ from blueprints.plan import (
     values_problems,
 )
 from orchestrator import services as engine
+from orchestrator.audit import record_action
 from orchestrator.crypto import decrypt_json, encrypt_json
 from orchestrator.exceptions import Conflict, FormInvalid, NotFound
 from orchestrator.models import TERMINAL_STATUSES, Workflow
@@ -267,7 +268,10 @@ def save_template(*, user=None, template: Template | None = None,
                 problems, _ = blueprint_problems(parts.templates, parts.wiring, parts.defaults)
                 refuse(problems, f"The change would break blueprint {blueprint.name}")
         row.full_clean(exclude=["workflow", "product", "created_by"])
+        created = row.pk is None
         row.save()
+        record_action("template.create" if created else "template.change", user=user,
+                      target=row)
     return row
 
 
@@ -292,7 +296,9 @@ def delete_template(*, user=None, template: Template) -> None:
                        "from them first")
     if template.steps.exists():
         raise Conflict(f"Template {template.name} has executions: it is kept for their audit")
-    template.delete()
+    with transaction.atomic():
+        record_action("template.delete", user=user, target=template)
+        template.delete()
 
 
 # --- blueprints --------------------------------------------------------------------------
@@ -424,6 +430,8 @@ def save_blueprint(*, user=None, blueprint: Blueprint | None = None,
                        target_template_id=wire.target, target_variable=wire.variable)
             for wire in wires
         )
+        record_action("blueprint.change" if blueprint else "blueprint.create", user=user,
+                      target=row, detail={"templates": len(rows), "wiring": len(wires)})
     return row
 
 
@@ -449,8 +457,12 @@ def blueprint_data(blueprint: Blueprint, by_name: bool = False) -> dict[str, Any
 
 def set_blueprint_enabled(*, user=None, blueprint: Blueprint, enabled: bool) -> Blueprint:
     require(user, "blueprints.change_blueprint", blueprint)
-    Blueprint.objects.filter(pk=blueprint.pk).update(enabled=enabled, updated_at=timezone.now())
-    blueprint.enabled = enabled
+    with transaction.atomic():
+        Blueprint.objects.filter(pk=blueprint.pk).update(enabled=enabled,
+                                                         updated_at=timezone.now())
+        blueprint.enabled = enabled
+        record_action("blueprint.enable" if enabled else "blueprint.disable", user=user,
+                      target=blueprint)
     return blueprint
 
 
@@ -459,7 +471,9 @@ def delete_blueprint(*, user=None, blueprint: Blueprint) -> None:
     if blueprint.executions.exists():
         raise Conflict(f"Blueprint {blueprint.name} has executions: delete them first (they "
                        "are its audit trail)")
-    blueprint.delete()
+    with transaction.atomic():
+        record_action("blueprint.delete", user=user, target=blueprint)
+        blueprint.delete()
 
 
 # --- executions --------------------------------------------------------------------------
@@ -645,6 +659,8 @@ def create_execution(*, user=None, blueprint: Blueprint,
             for index, planned in enumerate(plan.steps)
         )
         link_step_choices(steps, inputs)
+        record_action("execution.create", user=user, target=execution,
+                      detail={"blueprint": blueprint.name, "steps": len(steps)})
     return execution
 
 
@@ -715,6 +731,7 @@ def update_execution(*, user=None, execution: Execution, data: Mapping[str, Any]
             open_steps, ["resolved_variables", "source_code_version", "storage"]
         )
         link_step_choices(open_steps, inputs)
+        record_action("execution.change", user=user, target=execution)
     return execution
 
 
@@ -786,6 +803,8 @@ def execute_execution(*, user=None, execution: Execution) -> Execution:
         execution.run = run
         execution.save(update_fields=["status", "error_message", "started_at", "completed_at",
                                       "run"])
+        record_action("execution.execute", user=user, target=execution,
+                      detail={"run": str(run.pk)})
     return execution
 
 
@@ -798,6 +817,7 @@ def delete_execution(*, user=None, execution: Execution) -> None:
         if execution.status == ExecutionStatus.IN_PROGRESS or execution.teardown_status == \
                 TeardownStatus.IN_PROGRESS:
             raise Conflict("The execution is running: wait for it to end before deleting it")
+        record_action("execution.delete", user=user, target=execution)
         execution.delete()
 
 
@@ -864,6 +884,8 @@ def teardown_execution(*, user=None, execution: Execution) -> Execution:
             run.save(update_fields=["created_by"])
         execution.teardown_run = run
         execution.save(update_fields=["teardown_status", "teardown_error", "teardown_run"])
+        record_action("execution.teardown", user=user, target=execution,
+                      detail={"run": str(run.pk)})
     return execution
 
 
@@ -894,8 +916,7 @@ def save_secret(*, user=None, secret: Secret | None = None, data: Mapping[str, A
     if "value" in data or secret is None:
         value = clean_text(data, "value", required=True)
         row.value = encrypt_json({"value": value})
-    row.save()
-    return row
+    return saved(row, user, "secret", created=secret is None)
 
 
 def save_integration(*, user=None, integration: Integration | None = None,
@@ -924,8 +945,7 @@ def save_integration(*, user=None, integration: Integration | None = None,
         if not all(isinstance(v, str) for v in credentials.values()):
             raise invalid("credentials", "credentials must map names to strings")
         row.credentials = encrypt_json(credentials)
-    row.save()
-    return row
+    return saved(row, user, "integration", created=integration is None)
 
 
 def save_storage(*, user=None, storage: StorageBackend | None = None,
@@ -955,8 +975,21 @@ def save_storage(*, user=None, storage: StorageBackend | None = None,
                                                  data["integration"], "integration")
             except NotFound as error:
                 raise invalid("integration", error.message) from None
-    row.save()
+    return saved(row, user, "storage_backend", created=storage is None)
+
+
+def saved(row, user, kind: str, created: bool):
+    """Save a secret, integration or storage backend with its audit record (never a value)."""
+    with transaction.atomic():
+        row.save()
+        record_action(f"{kind}.{'create' if created else 'change'}", user=user, target=row)
     return row
+
+
+def removed(row, user, kind: str) -> None:
+    with transaction.atomic():
+        record_action(f"{kind}.delete", user=user, target=row)
+        row.delete()
 
 
 def refuse_while_used(obj: Any, what: str) -> None:
@@ -970,7 +1003,7 @@ def refuse_while_used(obj: Any, what: str) -> None:
 def delete_secret(*, user=None, secret: Secret) -> None:
     require(user, "blueprints.delete_secret", secret)
     refuse_while_used(secret, "Secret")
-    secret.delete()
+    removed(secret, user, "secret")
 
 
 def delete_integration(*, user=None, integration: Integration) -> None:
@@ -978,7 +1011,7 @@ def delete_integration(*, user=None, integration: Integration) -> None:
     refuse_while_used(integration, "Integration")
     if integration.storages.exists():
         raise Conflict(f"Integration {integration.name} is used by a storage backend")
-    integration.delete()
+    removed(integration, user, "integration")
 
 
 def delete_storage(*, user=None, storage: StorageBackend) -> None:
@@ -986,4 +1019,4 @@ def delete_storage(*, user=None, storage: StorageBackend) -> None:
     if storage.executions.exists():
         raise Conflict(f"Storage backend {storage.name} is used by executions: it is kept "
                        "for their audit")
-    storage.delete()
+    removed(storage, user, "storage_backend")

@@ -110,6 +110,10 @@ def test_an_operator_creates_and_executes_execute_again_is_a_409_saying_why(thre
     assert again.status_code == 409
     assert body(again)["detail"] == ("Execution is in_progress: only a pending execution, or one "
                                      "that ended in error, can be executed")
+    from orchestrator.models import AuditEvent
+
+    assert AuditEvent.objects.filter(action="execution.execute", actor=operator,
+                                     object_id=execution_id).exists()
     drain()
     final = body(client.get(f"/api/executions/{execution_id}/"))
     assert final["status"] == "done"

@@ -366,9 +366,12 @@ def settle_teardown(execution_id: Any) -> None:
 
 
 def process_stopped(process: Process, status: str) -> None:
-    """The blueprints extension's hook: only child processes can be blueprint steps."""
+    """The blueprints extension's hook: only child processes can be blueprint steps. The
+    process is read again: inside this transaction the row holds its final state, status
+    and reason, whatever the caller's copy holds."""
     if process.parent_id is None:
         return
     if ExecutionStep.objects.filter(Q(process=process) | Q(teardown_process=process)).exists():
+        process = Process.objects.select_related("workflow").get(pk=process.pk)
         step_stopped(process, status)
         teardown_step_stopped(process, status)

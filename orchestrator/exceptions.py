@@ -26,6 +26,15 @@ class Gone(OrchestratorError):
     http_status = 410
 
 
+class RunCancelled(Conflict):
+    """A `cancel_new` concurrency limit cancelled the new run at once; it is stored, with
+    the reason, as `process` (its id goes with the HTTP 409)."""
+
+    def __init__(self, message: str, process: object) -> None:
+        super().__init__(message, {"process": str(getattr(process, "pk", process))})
+        self.process = process
+
+
 class PreconditionFailed(OrchestratorError):
     """A workflow's run predicate refused the start (HTTP 412)."""
 

@@ -10,7 +10,7 @@ The engine knows no domain. An app with something to say about processes subclas
             from inventory.extension import InventoryExtension
             register(InventoryExtension())
 
-The engine calls every registered extension, in registration order, at four points:
+The engine calls every registered extension, in registration order, at these points:
 
 - a start (`services.start_process`): each extension owns some *start targets* — keyword
   arguments of `start_process` naming what the run is for (the subscriptions app owns
@@ -22,6 +22,9 @@ The engine calls every registered extension, in registration order, at four poin
   the process row exists. A start page asks it what to show about the targets, and
   which to ask for first when none was given (`start_page`).
 - what a process touched (`touched`): objects shown on the process page and in the API.
+- the catalogue (`catalogue_changes`): what `migrate_workflows` must add to the app's
+  records for the definitions in code (the subscriptions app links products to the
+  workflows naming their product type in `product_types`).
 - when a process stops running by itself (`process_stopped`): completed, failed,
   aborted..., called inside the very transaction that records the new status, so what an
   extension does there commits exactly when the status does (a worker killed before the
@@ -38,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import transaction
 
 if TYPE_CHECKING:
+    from orchestrator.catalogue import WorkflowDefinition
     from orchestrator.models import Process, Workflow
 
 logger = logging.getLogger(__name__)
@@ -161,6 +165,15 @@ class ProcessExtension:
     def process_stopped(self, process: Process, status: str) -> None:
         """`process` entered `status` (one of STOPPED_STATUSES), inside that transaction."""
 
+    def catalogue_changes(
+        self, definitions: list[WorkflowDefinition], apply: bool
+    ) -> list[tuple[str, str, dict[str, Any]]]:
+        """What this app's records lack for the code's catalogue (e.g. the products that
+        should offer a workflow of their `product_types`), as (action, workflow name,
+        values) rows that `migrate_workflows` shows; with `apply`, make it so (called
+        after the catalogue rows are written, in the same transaction)."""
+        return []
+
 
 _extensions: list[ProcessExtension] = []
 
@@ -198,6 +211,13 @@ def split_targets(targets: Mapping[str, Any]) -> list[tuple[ProcessExtension, di
 
 def touched(user, process: Process) -> list[Touched]:
     return [item for extension in _extensions for item in extension.touched(user, process)]
+
+
+def catalogue_changes(
+    definitions: list[WorkflowDefinition], apply: bool = False
+) -> list[tuple[str, str, dict[str, Any]]]:
+    return [change for extension in _extensions
+            for change in extension.catalogue_changes(definitions, apply)]
 
 
 def process_stopped(process: Process, status: str) -> None:

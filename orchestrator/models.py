@@ -41,6 +41,9 @@ class Workflow(models.Model):
         max_length=16, choices=WorkflowTarget.choices, default=WorkflowTarget.SYSTEM
     )
     is_task = models.BooleanField(default=False)
+    product_types = models.JSONField(
+        default=list, blank=True, help_text="Product types whose products offer this workflow."
+    )
     tags = models.JSONField(default=list, blank=True)
     cron = models.CharField(max_length=120, blank=True)
     concurrency_limit = models.PositiveIntegerField(null=True, blank=True)
@@ -128,6 +131,9 @@ class Process(models.Model):
     lease_expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
     enqueued_at = models.DateTimeField(null=True, blank=True)
     retry_at = models.DateTimeField(null=True, blank=True)
+    # Set while the run waits (`queued`) for a slot of its workflow's concurrency limit;
+    # waiting runs get the slots in the order of this time.
+    slot_requested_at = models.DateTimeField(null=True, blank=True)
     retry_count = models.PositiveIntegerField(default=0)
     delivery_count = models.PositiveIntegerField(default=0)
     callback_token = models.CharField(max_length=64, null=True, blank=True, unique=True)
@@ -146,7 +152,10 @@ class Process(models.Model):
             ("resume_process", "Can resume or retry a process"),
             ("abort_process", "Can abort a process"),
         ]
-        indexes = [models.Index(fields=["status", "lease_expires_at"])]
+        indexes = [
+            models.Index(fields=["status", "lease_expires_at"]),
+            models.Index(fields=["workflow", "status"]),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["parent", "call_key"], condition=~models.Q(call_key=""),

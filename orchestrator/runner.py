@@ -28,7 +28,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from orchestrator import extensions, registry, selectors
+from orchestrator import concurrency, extensions, registry, selectors
 from orchestrator.context import running
 from orchestrator.crypto import decrypt_json, token_digest
 from orchestrator.exceptions import ProcessFailureError
@@ -99,23 +99,27 @@ def align_position(process: Process, steps: StepList) -> int:
 
 
 def claim(process_id: str, owner: str) -> bool:
-    """Take the lease if nobody holds a live one; one conditional UPDATE."""
+    """Take the lease if nobody holds a live one; one conditional UPDATE. A run of a
+    workflow with a concurrency limit also needs a free slot (orchestrator.concurrency)."""
     now = timezone.now()
     due_retry = Q(status=ProcessStatus.WAITING, retry_at__lte=now)
+    values = {
+        "lease_owner": owner,
+        "lease_expires_at": lease_expiry(),
+        "status": ProcessStatus.RUNNING,
+        "delivery_count": F("delivery_count") + 1,
+        "retry_at": None,
+        "slot_requested_at": None,
+        "last_modified_at": now,
+    }
     claimed = (
         Process.objects.filter(pk=process_id)
         .filter(Q(status__in=RUNNABLE_STATUSES) | due_retry)
         .filter(Q(lease_owner="") | Q(lease_expires_at__lt=now))
-        .update(
-            lease_owner=owner,
-            lease_expires_at=lease_expiry(),
-            status=ProcessStatus.RUNNING,
-            delivery_count=F("delivery_count") + 1,
-            retry_at=None,
-            last_modified_at=now,
-        )
+        .filter(concurrency.unlimited_workflow())
+        .update(**values)
     )
-    return claimed == 1
+    return claimed == 1 or concurrency.claim_slot(process_id, values)
 
 
 @dataclass(frozen=True)
@@ -631,6 +635,8 @@ def execute_run(process_id: str, run_watch: RunWatch) -> bool:
         process_run = run_watch.run = ProcessRun(process, owner, run_watch)
         with redacting(process_run.redact):  # what its steps log, too
             process_run.run()
+        if process.workflow.concurrency_limit is not None:  # its slot is free: the next's turn
+            concurrency.start_waiting_runs(process.workflow_id)
         return True
     finally:
         run_watch.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import connection
 from django.db.models import QuerySet
 from guardian.shortcuts import get_objects_for_user
 
@@ -21,6 +22,15 @@ def workflows_for_user(user) -> QuerySet[Workflow]:
     return get_objects_for_user(
         user, "orchestrator.view_workflow", klass=Workflow, accept_global_perms=True
     ).filter(removed_at__isnull=True)
+
+
+def with_workflow_tag(workflows: QuerySet[Workflow], tag: str) -> QuerySet[Workflow]:
+    """The workflows carrying `tag` (tags are a JSON list on the row: PostgreSQL matches
+    it in SQL; SQLite has no JSON containment, so its small catalogue is matched here)."""
+    if connection.vendor == "postgresql":
+        return workflows.filter(tags__contains=[tag])
+    ids = [pk for pk, tags in workflows.values_list("pk", "tags") if tag in (tags or [])]
+    return workflows.filter(pk__in=ids)
 
 
 def processes_for_user(user) -> QuerySet[Process]:

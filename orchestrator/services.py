@@ -15,7 +15,7 @@ from django.db.models import Q
 from django.utils import timezone
 from guardian.shortcuts import assign_perm
 
-from orchestrator import extensions, registry, selectors
+from orchestrator import concurrency, extensions, registry, selectors
 from orchestrator.audit import record_action
 from orchestrator.crypto import decrypt_json, encrypt_json, token_digest
 from orchestrator.exceptions import (
@@ -25,6 +25,7 @@ from orchestrator.exceptions import (
     IdempotencyKeyReused,
     NotFound,
     PreconditionFailed,
+    RunCancelled,
 )
 from orchestrator.forms import FormResult, form_json_schema, validate_pages
 from orchestrator.injection import to_json
@@ -131,6 +132,11 @@ def start_process(
     (`subscription=` for modify/terminate/validate workflows, `product=` for create
     workflows, ...): the extension refuses what the user may not see, and may veto or
     prepare the start inside the transaction that stores the process.
+
+    A workflow whose `cancel_new` concurrency limit is full gets its run stored
+    `cancelled`, with the reason, and the caller a `RunCancelled` error (HTTP 409).
+    `run_name` defaults to `<workflow> <short id>`; `call_key` marks a child run with the
+    call of its parent's step that started it.
     """
     owned = extensions.split_targets(targets)
     owned = [(extension, extension.resolve_targets(user, own)) for extension, own in owned]
@@ -148,7 +154,8 @@ def start_process(
     for extension, own in owned:
         extension.check_input(workflow=workflow_row, targets=own, data=result.data)
     with transaction.atomic():
-        reservations = [
+        over_limit = concurrency.start_refusal(workflow_row)
+        reservations = [] if over_limit else [
             reservation
             for extension, own in owned
             if (reservation := extension.reserve(workflow=workflow_row, targets=own, pages=pages))
@@ -167,14 +174,17 @@ def start_process(
             planned_steps=spec.steps.names,
             parent=parent,
             call_key=call_key[:255],
-            run_name=run_name[:255],
             secrets=encrypt_json(secrets),
         )
+        process.run_name = (run_name or default_run_name(workflow_name, process))[:255]
         process.state = {
             **Redactor(secrets)(state),
             "process_id": str(process.pk),
             "workflow_name": workflow_name,
         }
+        if over_limit:
+            process.status, process.failed_reason = ProcessStatus.CANCELLED, over_limit
+            process.finished_at = timezone.now()
         process.save(force_insert=True)
         grant_creator_view(process, user)
         for reservation in reservations:
@@ -185,9 +195,15 @@ def start_process(
         )
         if user is not None:  # a person's start (the system's are its schedules and sub-runs)
             named = {k: str(v) for _, own in owned for k, v in own.items() if v not in (None, "")}
+            cancelled = " (cancelled by its concurrency limit)" if over_limit else ""
             record_action("process.start", user=user, target=process,
-                          summary=f"Started {workflow_name}", detail=named)
-        enqueue_process(process)
+                          summary=f"Started {workflow_name}{cancelled}", detail=named)
+        if over_limit:
+            extensions.process_stopped(process, ProcessStatus.CANCELLED)
+        else:
+            enqueue_process(process)
+    if over_limit:
+        raise RunCancelled(over_limit, process)
     return process
 
 
@@ -228,9 +244,17 @@ def start_process_once(
                 )
                 raise IdempotencyKeyReused(message, {"idempotency_key": [message]}) from None
             return first.process, True
-        process = start_process(user=user, **start)
-        claim.process = process
-        claim.save(update_fields=["process"])
+        try:
+            process = start_process(user=user, **start)
+        except RunCancelled as error:  # the cancelled run stays stored; the key does not
+            claim.delete()
+            cancelled = error
+        else:
+            claim.process = process
+            claim.save(update_fields=["process"])
+            cancelled = None
+    if cancelled is not None:
+        raise cancelled
     return process, False
 
 
@@ -241,6 +265,11 @@ def clean_up_idempotency_keys() -> int:
     )
     deleted, _ = IdempotencyKey.objects.filter(created_at__lt=expired).delete()
     return deleted
+
+
+def default_run_name(workflow_name: str, process: Process) -> str:
+    """`<workflow> <first 8 characters of the id>`: short, and unique enough to tell runs apart."""
+    return f"{workflow_name} {str(process.pk)[:8]}"
 
 
 def resume_process(*, process: Process, input_pages: list[Any] | None = None, user=None) -> Process:
@@ -312,6 +341,8 @@ def abort_process(*, process: Process, user=None) -> Process:
         record_action("process.abort", user=user, target=process,
                       summary=f"Aborted {process.workflow.name}")
         extensions.process_stopped(process, ProcessStatus.ABORTED)
+        workflow_id = process.workflow_id
+        transaction.on_commit(lambda: concurrency.start_waiting_runs(workflow_id))  # its slot
     return process
 
 
@@ -420,7 +451,8 @@ def set_engine_paused(*, paused: bool, user=None) -> EngineSettings:
 
 def recover_processes() -> int:
     """The sweep: take back runs whose worker died, enqueue runs the broker never got,
-    and fail callbacks that timed out. Returns how many runs were enqueued."""
+    start runs waiting for concurrency slots that dead workers' leases freed, and fail
+    callbacks that timed out. Returns how many runs were enqueued."""
     now = timezone.now()
     for process in Process.objects.filter(status=ProcessStatus.AWAITING_CALLBACK,
                                           callback_expires_at__lt=now):
@@ -433,6 +465,7 @@ def recover_processes() -> int:
         Q(lease_owner="")
         & (Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=stale))
         & Q(last_modified_at__lt=stale)
+        & Q(slot_requested_at__isnull=True)  # waiting for a slot: started below, in turn
     )
     count = 0
     candidates = Process.objects.filter(status__in=RUNNABLE_STATUSES).filter(
@@ -448,6 +481,9 @@ def recover_processes() -> int:
         if released:
             enqueue_process(process)
             count += 1
+    # Slots freed by leases that expired (dead workers) go to the runs waiting for them.
+    for workflow_id in concurrency.workflows_with_waiting_runs():
+        count += concurrency.start_waiting_runs(workflow_id)
     return count
 
 
@@ -525,11 +561,12 @@ def workflow_changes() -> list[tuple[str, str, dict[str, Any]]]:
             changes.append(("remove", name, {}))
     for name in schedules:
         changes.append(("schedule", name, {"cron": ""}))
-    return changes
+    return changes + extensions.catalogue_changes(registry.all_definitions())
 
 
 def sync_workflows() -> list[tuple[str, str, dict[str, Any]]]:
-    """Apply `workflow_changes()`; a removed workflow with runs is kept for their audit."""
+    """Apply `workflow_changes()`; a removed workflow with runs is kept for their audit.
+    Domain apps apply theirs after the rows are written (products from `product_types`)."""
     from orchestrator.schedules import ensure_sweep_schedule, set_workflow_schedule
 
     changes = workflow_changes()
@@ -546,6 +583,7 @@ def sync_workflows() -> list[tuple[str, str, dict[str, Any]]]:
             elif action == "schedule":
                 queue = str(definition.type) if definition else "core"
                 set_workflow_schedule(name, values["cron"], queue)
+        extensions.catalogue_changes(registry.all_definitions(), apply=True)
         ensure_sweep_schedule()
         if changes:  # what migrate_workflows --apply (or a deployment) changed, schedules too
             record_action(

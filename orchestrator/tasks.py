@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from orchestrator import runner, services
+from orchestrator.exceptions import RunCancelled
 
 
 @shared_task(name="orchestrator.run_process", acks_late=True, ignore_result=True)
@@ -19,8 +20,12 @@ def recovery_sweep_task() -> int:
 
 @shared_task(name="orchestrator.start_scheduled_workflow", ignore_result=True)
 def start_scheduled_workflow_task(workflow_name: str) -> str:
-    """What a cron schedule sends: start the workflow as the system, with no input."""
-    return str(services.start_process(workflow_name=workflow_name, input_pages=[{}]).pk)
+    """What a cron schedule sends: start the workflow as the system, with no input. A run
+    cancelled by a `cancel_new` limit (the previous one still runs) is stored as such."""
+    try:
+        return str(services.start_process(workflow_name=workflow_name, input_pages=[{}]).pk)
+    except RunCancelled as cancelled:
+        return str(cancelled.process.pk)
 
 
 @shared_task(name="orchestrator.ping")

@@ -27,9 +27,14 @@ from django.views.decorators.http import require_POST
 from django_celery_beat.models import PeriodicTask
 from guardian.shortcuts import get_objects_for_user
 
-from orchestrator import extensions, registry, selectors, services
-from orchestrator.api.filters import AuditEventFilter
-from orchestrator.exceptions import IdempotencyKeyReused, NotFound, OrchestratorError
+from orchestrator import concurrency, extensions, registry, selectors, services
+from orchestrator.api.filters import AuditEventFilter, WorkflowFilter
+from orchestrator.exceptions import (
+    IdempotencyKeyReused,
+    NotFound,
+    OrchestratorError,
+    RunCancelled,
+)
 from orchestrator.filters import BooleanFilter, StrictFilterSet
 from orchestrator.forms import PAGES_FIELD, PagedForm, add_service_errors, form_owner
 from orchestrator.models import (
@@ -126,7 +131,10 @@ def startable_ids(user, workflows: QuerySet[Workflow]) -> set[int]:
 
 @login_required
 def workflow_list(request: HttpRequest) -> HttpResponse:
-    workflows = selectors.workflows_for_user(request.user).order_by("is_task", "name")
+    """The catalogue, filtered by type, target, tag and task (the API's filters)."""
+    visible = selectors.workflows_for_user(request.user).order_by("is_task", "name")
+    catalogue_filter = WorkflowFilter(request.GET or None, queryset=visible)
+    workflows = catalogue_filter.rows()
     startable = startable_ids(request.user, workflows)
     rows = [
         {
@@ -136,7 +144,9 @@ def workflow_list(request: HttpRequest) -> HttpResponse:
         }
         for workflow in workflows
     ]
-    return render(request, "orchestrator/workflow_list.html", {"rows": rows})
+    context = {"rows": rows, "filter": catalogue_filter, "filtered": bool(request.GET)}
+    status = 400 if catalogue_filter.errors else 200
+    return render(request, "orchestrator/workflow_list.html", context, status=status)
 
 
 def start_page_for(request: HttpRequest, workflow: Workflow) -> extensions.StartPage:
@@ -198,6 +208,9 @@ def workflow_start(request: HttpRequest, name: str) -> HttpResponse:
         except IdempotencyKeyReused:
             paged.errors.append("This form was submitted before, with other values; submit it "
                                 "again to start another run.")
+        except RunCancelled as cancelled:  # stored as cancelled: its page says why
+            messages.error(request, f"This run of {name} was cancelled at once: see why below.")
+            return redirect("process-detail", pk=cancelled.process.pk)
         except OrchestratorError as error:
             paged.errors.extend(add_service_errors(paged.form, error) or [error.message])
             messages.error(request, error.message)
@@ -341,6 +354,7 @@ def process_context(request: HttpRequest, process: Process, paged: PagedForm | N
                 input_problem = form_failure(process, error, "The input form cannot be shown")
     return {
         "process": process,
+        "runs_ahead": concurrency.runs_ahead(process),
         "steps": selectors.process_step_diffs(process),
         "tags": sorted(process.tag_rows.values_list("name", flat=True)),
         "children": selectors.processes_for_user(user).filter(parent=process),

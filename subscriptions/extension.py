@@ -136,3 +136,8 @@ class SubscriptionExtension(ProcessExtension):
             )
             for subscription in selectors.process_subscriptions(user, process)
         ]
+
+    def catalogue_changes(
+        self, definitions: list, apply: bool
+    ) -> list[tuple[str, str, dict[str, Any]]]:
+        return services.link_product_type_workflows(definitions, apply)

@@ -197,3 +197,35 @@ def set_in_sync(*, subscription: Subscription, user=None) -> Subscription:
         record_action("subscription.set_in_sync", user=user, target=subscription,
                       summary="Set the subscription in sync again")
     return subscription
+
+
+def link_product_type_workflows(
+    definitions: list[Any], apply: bool = False
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """The products a definition's `product_types` should offer it that do not yet, as
+    migrate_workflows rows; with `apply`, link them. Links are only ever added: one an
+    admin made by hand is not undone here."""
+    wanted = {d.name: set(d.product_types) for d in definitions if d.product_types}
+    if not wanted:
+        return []
+    types = set().union(*wanted.values())
+    products = list(Product.objects.filter(product_type__name__in=types)
+                    .select_related("product_type").order_by("name"))
+    through = Product.workflows.through
+    linked = set(through.objects.filter(workflow__name__in=wanted)
+                 .values_list("workflow__name", "product_id"))
+    missing = {
+        name: [p for p in products
+               if p.product_type.name in product_types and (name, p.pk) not in linked]
+        for name, product_types in wanted.items()
+    }
+    changes = [("products", name, {"link": [p.name for p in found]})
+               for name, found in sorted(missing.items()) if found]
+    if apply and changes:
+        ids = dict(Workflow.objects.filter(name__in=missing).values_list("name", "pk"))
+        through.objects.bulk_create(
+            [through(workflow_id=ids[name], product_id=p.pk)
+             for name, found in missing.items() for p in found],
+            ignore_conflicts=True,
+        )
+    return changes

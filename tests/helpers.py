@@ -1,6 +1,12 @@
-"""Small helpers the unit tests share: start a workflow and run it in-process."""
+"""Small helpers the tests share: start a workflow and run it in-process, race starts."""
 
 from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from django.db import connection
 
 from orchestrator import services
 from orchestrator.models import Process
@@ -22,3 +28,27 @@ def start_on(subscription, workflow: str, *pages: dict) -> Process:
     return services.start_process(
         workflow_name=workflow, subscription=subscription.pk, input_pages=list(pages)
     )
+
+
+def race(starts: list[Callable[[], Any]]) -> list[Any]:
+    """Run each start in its own thread, all released by one barrier; return what each
+    returned or raised."""
+    barrier = threading.Barrier(len(starts))
+    outcomes: list[Any] = [None] * len(starts)
+
+    def run(index: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            outcomes[index] = starts[index]()
+        except BaseException as error:  # noqa: BLE001 - reported to the test
+            outcomes[index] = error
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(len(starts))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads), "a start never returned"
+    return outcomes

@@ -5,6 +5,7 @@ from __future__ import annotations
 import django_filters
 from django import forms
 
+from orchestrator import selectors
 from orchestrator.filters import BooleanFilter, StrictFilterSet
 from orchestrator.models import (
     AuditEvent,
@@ -41,13 +42,24 @@ class ProcessFilter(StrictFilterSet):
 
 
 class WorkflowFilter(StrictFilterSet):
-    type = django_filters.ChoiceFilter(choices=WorkflowType.choices)
-    target = django_filters.ChoiceFilter(choices=WorkflowTarget.choices)
-    is_task = BooleanFilter()
+    """The catalogue's filters, shared by the API and the workflows page."""
+
+    type = django_filters.ChoiceFilter(choices=WorkflowType.choices, empty_label="any")
+    target = django_filters.ChoiceFilter(choices=WorkflowTarget.choices, empty_label="any")
+    tag = django_filters.CharFilter(
+        method="filter_tag", max_length=255, label="Tag", help_text="A workflow tag."
+    )
+    is_task = BooleanFilter(
+        label="Tasks",
+        widget=forms.Select(choices=[("", "any"), ("true", "tasks only"), ("false", "workflows")]),
+    )
 
     class Meta:
         model = Workflow
-        fields = ["type", "target", "is_task"]
+        fields = ["type", "target", "tag", "is_task"]
+
+    def filter_tag(self, queryset, name, value):
+        return selectors.with_workflow_tag(queryset, value) if value else queryset
 
 
 AUDIT_CHANNELS = [("page", "page"), ("api", "api"), ("admin", "admin"), ("system", "system")]

@@ -14,7 +14,7 @@ from django_celery_beat.models import PeriodicTask
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from orchestrator import extensions
+from orchestrator import concurrency, extensions
 from orchestrator.extensions import Touched
 from orchestrator.forms import MAX_PAGES
 from orchestrator.models import AuditEvent, Process, Workflow
@@ -50,6 +50,7 @@ class InputFormErrorSerializer(ApiErrorSerializer):
 
 class WorkflowSerializer(serializers.ModelSerializer):
     tags = serializers.ListField(child=serializers.CharField(), read_only=True)
+    product_types = serializers.ListField(child=serializers.CharField(), read_only=True)
 
     class Meta:
         model = Workflow
@@ -59,6 +60,7 @@ class WorkflowSerializer(serializers.ModelSerializer):
             "type",
             "target",
             "is_task",
+            "product_types",
             "tags",
             "cron",
             "concurrency_limit",
@@ -107,11 +109,15 @@ class ProcessSerializer(serializers.ModelSerializer):
             "parent",
             "created_by",
             "failed_reason",
+            "slot_requested_at",
             "started_at",
             "last_modified_at",
             "finished_at",
         ]
         read_only_fields = fields
+        extra_kwargs = {"slot_requested_at": {
+            "help_text": "Set while the run waits (queued) for a concurrency slot."
+        }}
 
     @extend_schema_field(serializers.ListField(child=serializers.CharField()))
     def get_tags(self, process: Process) -> list[str]:
@@ -187,6 +193,9 @@ class ProcessDetailSerializer(ProcessSerializer):
     subscriptions = serializers.SerializerMethodField(
         help_text="The subscriptions this process touched (id and description)."
     )
+    runs_ahead = serializers.SerializerMethodField(
+        help_text="While the run waits for a concurrency slot: how many runs get one first."
+    )
 
     class Meta(ProcessSerializer.Meta):
         fields = [
@@ -201,8 +210,12 @@ class ProcessDetailSerializer(ProcessSerializer):
             "form",
             "touched",
             "subscriptions",
+            "runs_ahead",
         ]
         read_only_fields = fields
+
+    def get_runs_ahead(self, process: Process) -> int | None:
+        return concurrency.runs_ahead(process)
 
     @extend_schema_field(ProcessStepSerializer(many=True))
     def get_steps(self, process: Process) -> list[dict[str, Any]]:

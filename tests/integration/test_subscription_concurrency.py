@@ -13,12 +13,10 @@ well as on SQLite (IMMEDIATE transactions serialise the writers):
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.db import connection
 
 from orchestrator import services
 from orchestrator.exceptions import Conflict
@@ -26,6 +24,7 @@ from orchestrator.models import Process
 from subscriptions import demo
 from subscriptions.models import Product, ProductType, Subscription
 from tests.conftest import wait_for
+from tests.helpers import race
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 ROUNDS = 50
@@ -40,30 +39,6 @@ def subscription(synced) -> Subscription:
         product=product, customer_id="c1", description="contended", status="active",
         insync=True,
     )
-
-
-def race(starts: list[Callable[[], Any]]) -> list[Any]:
-    """Run each start in its own thread, all released by one barrier; return what each
-    returned or raised."""
-    barrier = threading.Barrier(len(starts))
-    outcomes: list[Any] = [None] * len(starts)
-
-    def run(index: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            outcomes[index] = starts[index]()
-        except BaseException as error:  # noqa: BLE001 - reported to the test
-            outcomes[index] = error
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(index,)) for index in range(len(starts))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads), "a start never returned"
-    return outcomes
 
 
 def modify_processes(subscription: Subscription):

@@ -148,9 +148,10 @@ class ProcessExtension:
         is bound to fail later is a 400 now and leaves nothing behind."""
 
     def reserve(
-        self, *, workflow: Workflow, targets: Mapping[str, Any], pages: list[Any]
+        self, *, workflow: Workflow, targets: Mapping[str, Any], pages: list[Any], user=None
     ) -> Reservation | None:
-        """Inside the start transaction: veto (raise OrchestratorError) or prepare."""
+        """Inside the start transaction: veto (raise OrchestratorError) or prepare. A veto's
+        message is for `user` (None: the system): it names nothing they may not view."""
         return None
 
     def start_page(self, user, workflow: Workflow, targets: Mapping[str, str]) -> StartPage:

@@ -42,7 +42,7 @@ from orchestrator.models import (
     StepStatus,
     Workflow,
 )
-from orchestrator.permissions import require
+from orchestrator.permissions import require, user_may
 from orchestrator.redaction import Redactor, redactor_for
 from orchestrator.runner import StepsGone, align_position, workflow_steps
 
@@ -99,10 +99,12 @@ def grant_creator_view(process: Process, user) -> None:
         assign_perm("orchestrator.view_process", user, process)
 
 
-def get_workflow_for_start(workflow_name: str) -> tuple[Workflow, Any]:
+def get_workflow_for_start(workflow_name: str, user=None) -> tuple[Workflow, Any]:
+    """The workflow's row and definition; one the user may not view is unknown to them
+    (the same 404 and message), so a refusal never tells which names exist."""
     definition = registry.get_definition(workflow_name)
     row = Workflow.objects.filter(name=workflow_name).first()
-    if definition is None or row is None:
+    if definition is None or row is None or not user_may(user, "orchestrator.view_workflow", row):
         raise NotFound(f"Unknown workflow {workflow_name!r}")
     return row, definition
 
@@ -140,7 +142,7 @@ def start_process(
     """
     owned = extensions.split_targets(targets)
     owned = [(extension, extension.resolve_targets(user, own)) for extension, own in owned]
-    workflow_row, definition = get_workflow_for_start(workflow_name)
+    workflow_row, definition = get_workflow_for_start(workflow_name, user)
     require(user, "orchestrator.start_workflow", workflow_row)
     spec = definition.load()
     if spec.run_predicate is not None:
@@ -158,7 +160,9 @@ def start_process(
         reservations = [] if over_limit else [
             reservation
             for extension, own in owned
-            if (reservation := extension.reserve(workflow=workflow_row, targets=own, pages=pages))
+            if (reservation := extension.reserve(
+                workflow=workflow_row, targets=own, pages=pages, user=user
+            ))
         ]
         status = ProcessStatus.QUEUED if selectors.engine_is_paused() else ProcessStatus.CREATED
         secrets = dict(result.secrets)

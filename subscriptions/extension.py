@@ -79,13 +79,14 @@ class SubscriptionExtension(ProcessExtension):
             services.check_new_subscription(data)
 
     def reserve(
-        self, *, workflow: Workflow, targets: Mapping[str, Any], pages: list[Any]
+        self, *, workflow: Workflow, targets: Mapping[str, Any], pages: list[Any], user=None
     ) -> Reservation:
         state, held = services.reserve_for_process(
             workflow=workflow,
             subscription_id=targets.get("subscription"),
             product_id=targets.get("product"),
             pages=pages,
+            user=user,
         )
         link = None
         if held is not None:
@@ -99,7 +100,7 @@ class SubscriptionExtension(ProcessExtension):
             subscription = selectors.visible_subscription(user, targets["subscription"])
         if targets.get("product"):
             product = selectors.visible_product(user, targets["product"])
-        page = StartPage(problem=selectors.start_problem(workflow, subscription, product))
+        page = StartPage(problem=selectors.start_problem(workflow, subscription, product, user))
         if workflow.target == "create" and product is None:
             page.choices.append(product_choice(user, workflow))
         elif workflow.target in selectors.SUBSCRIPTION_TARGETS and subscription is None:

@@ -9,12 +9,12 @@ from functools import cached_property
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 from guardian.shortcuts import get_objects_for_user
 
 from orchestrator.exceptions import NotFound
 from orchestrator.models import TERMINAL_STATUSES, Process, Workflow
-from orchestrator.selectors import processes_for_user
+from orchestrator.selectors import processes_for_user, workflows_for_user
 from subscriptions.models import Product, Subscription, SubscriptionLifecycle
 
 SUBSCRIPTION_TARGETS = ("modify", "terminate", "validate")
@@ -40,6 +40,37 @@ def open_processes(subscription: Subscription) -> QuerySet[Process]:
 
 def describe_process(process: Process) -> str:
     return f"process {process.pk} ({process.workflow.name}, {process.status})"
+
+
+def describe_subscription(subscription: Subscription) -> str:
+    return f"{subscription.description} ({subscription.pk})"
+
+
+HIDDEN_PROCESSES = "process(es) you may not view"
+HIDDEN_SUBSCRIPTIONS = "subscription(s) you may not view"
+
+
+def name_visible(items: list, visible_ids: set, describe, hidden: str) -> str:
+    """The items a message names: visible ones by name, the others only as `hidden` (no
+    id, name or number), so no reason or error names what the user may not see."""
+    names = [describe(item) for item in items if item.pk in visible_ids]
+    if len(names) < len(items):
+        names.append(hidden)
+    return ", ".join(names)
+
+
+def visible_process_ids(user, processes: list[Process]) -> set:
+    if user is None:
+        return {process.pk for process in processes}
+    ids = [process.pk for process in processes]
+    return set(processes_for_user(user).filter(pk__in=ids).values_list("pk", flat=True))
+
+
+def describe_processes(user, processes: list[Process]) -> str:
+    """`processes` as `user` may hear of them (None: the system hears of all)."""
+    return name_visible(
+        processes, visible_process_ids(user, processes), describe_process, HIDDEN_PROCESSES
+    )
 
 
 def usable_lifecycles(workflow: Workflow) -> list[str]:
@@ -70,25 +101,48 @@ def product_workflow_names(product: Product) -> set[str]:
     return {w.name for w in product.workflows.all()} | set(settings.DEFAULT_PRODUCT_WORKFLOWS)
 
 
-def default_product_workflows() -> QuerySet[Workflow]:
-    """The workflows attached to every product (`DEFAULT_PRODUCT_WORKFLOWS`)."""
-    return Workflow.objects.filter(name__in=settings.DEFAULT_PRODUCT_WORKFLOWS)
+def default_product_workflows(user=None) -> QuerySet[Workflow]:
+    """The workflows attached to every product (`DEFAULT_PRODUCT_WORKFLOWS`), those `user`
+    may view (None: all)."""
+    workflows = Workflow.objects.all() if user is None else workflows_for_user(user)
+    return workflows.filter(name__in=settings.DEFAULT_PRODUCT_WORKFLOWS)
+
+
+def visible_product_workflows(user) -> Prefetch:
+    """Prefetch a product's workflows as `user` may see them: the name of a workflow they
+    may not view is never listed with a product."""
+    return Prefetch("workflows", queryset=workflows_for_user(user))
 
 
 class SubscriptionFacts:
     """What the usability rules read about one subscription, each fetched at most once, so
     judging all of its workflows costs the same queries as judging one."""
 
-    def __init__(self, subscription: Subscription) -> None:
+    def __init__(self, subscription: Subscription, user=None) -> None:
         self.subscription = subscription
+        self.user = user  # whom the reasons are for; None: the system, which sees all
 
     @cached_property
     def product_workflow_names(self) -> set[str]:
         return product_workflow_names(self.subscription.product)
 
     @cached_property
-    def holders(self) -> list[str]:
-        return [describe_process(p) for p in open_processes(self.subscription)[:3]]
+    def holders(self) -> str:
+        return describe_processes(self.user, list(open_processes(self.subscription)[:3]))
+
+    @cached_property
+    def visible_related_ids(self) -> set:
+        ids = [s.pk for s in self.related]
+        if self.user is None:
+            return set(ids)
+        return set(subscriptions_for_user(self.user).filter(pk__in=ids).values_list(
+            "pk", flat=True
+        ))
+
+    def describe_related(self, subscriptions: list[Subscription]) -> str:
+        return name_visible(
+            subscriptions, self.visible_related_ids, describe_subscription, HIDDEN_SUBSCRIPTIONS
+        )
 
     @cached_property
     def in_use_by(self) -> list[Subscription]:
@@ -102,7 +156,8 @@ class SubscriptionFacts:
 def workflow_usability(
     workflow: Workflow, subscription: Subscription, facts: SubscriptionFacts | None = None
 ) -> Usability:
-    """Whether `workflow` may start on `subscription` now, with the reason when not."""
+    """Whether `workflow` may start on `subscription` now, with the reason when not (a reason
+    for `facts.user`: it names only the related subscriptions and processes they may view)."""
     facts = facts or SubscriptionFacts(subscription)
     if workflow.target not in SUBSCRIPTION_TARGETS:
         return Usability(False, f"{workflow.name} is a {workflow.target} workflow, "
@@ -120,17 +175,16 @@ def workflow_usability(
         or workflow.name in settings.WF_USABLE_WHILE_OUT_OF_SYNC
     )
     if not subscription.insync and not may_run_out_of_sync:
-        held_by = f": held by {', '.join(facts.holders)}" if facts.holders else ""
+        held_by = f": held by {facts.holders}" if facts.holders else ""
         return Usability(False, f"Subscription {subscription.pk} is out of sync{held_by}")
     unsynced = [s for s in facts.related if not s.insync and s.status != "terminated"]
     if unsynced and not may_run_out_of_sync:
-        names = ", ".join(f"{s.description} ({s.pk})" for s in unsynced)
+        names = facts.describe_related(unsynced)
         return Usability(False, f"Related subscription(s) out of sync: {names}")
     if blocked_by_in_use(workflow):
         users = [s for s in facts.in_use_by if s.status != "terminated"]
         if users:
-            names = ", ".join(f"{s.description} ({s.pk})" for s in users)
-            return Usability(False, f"Subscription is in use by: {names}")
+            return Usability(False, f"Subscription is in use by: {facts.describe_related(users)}")
     return Usability(True)
 
 
@@ -142,12 +196,15 @@ def create_refusal(workflow: Workflow, product: Product) -> str | None:
 
 
 def start_problem(
-    workflow: Workflow, subscription: Subscription | None, product: Product | None
+    workflow: Workflow, subscription: Subscription | None, product: Product | None, user=None
 ) -> str:
     """Why starting `workflow` on what it was given would be refused, to say so before the
-    form is filled ("" when it would not, or when it still has to be chosen)."""
+    form is filled ("" when it would not, or when it still has to be chosen); a reason for
+    `user`, naming nothing they may not view."""
     if workflow.target in SUBSCRIPTION_TARGETS and subscription is not None:
-        return workflow_usability(workflow, subscription).reason or ""
+        return workflow_usability(
+            workflow, subscription, SubscriptionFacts(subscription, user)
+        ).reason or ""
     if workflow.target == "create" and product is not None:
         return create_refusal(workflow, product) or ""
     return ""
@@ -191,10 +248,14 @@ def workflow_link_refusal(product: Product, workflows: list[Workflow]) -> str | 
     return None
 
 
-def subscription_workflows(subscription: Subscription) -> list[tuple[Workflow, Usability]]:
-    """Every workflow that could apply to the subscription, with its usability."""
-    facts = SubscriptionFacts(subscription)
-    workflows = Workflow.objects.filter(
+def subscription_workflows(
+    subscription: Subscription, user=None
+) -> list[tuple[Workflow, Usability]]:
+    """Every workflow that could apply to the subscription and that `user` may view (None:
+    all), with its usability as `user` may hear of it."""
+    facts = SubscriptionFacts(subscription, user)
+    workflows = Workflow.objects.all() if user is None else workflows_for_user(user)
+    workflows = workflows.filter(
         name__in=facts.product_workflow_names, target__in=SUBSCRIPTION_TARGETS
     )
     return [(workflow, workflow_usability(workflow, subscription, facts)) for workflow in workflows]
@@ -301,14 +362,15 @@ def holding_processes(subscription: Subscription, limit: int = 5) -> list[Proces
 
 
 def out_of_sync_reason(
-    subscription: Subscription, holders: list[Process] | None = None
+    subscription: Subscription, holders: list[Process] | None = None, user=None
 ) -> str | None:
-    """Why the subscription is out of sync (None when it is in sync)."""
+    """Why the subscription is out of sync (None when it is in sync), naming only the
+    holding processes `user` may view."""
     if subscription.insync:
         return None
     holders = holding_processes(subscription) if holders is None else holders
     if holders:
-        return "Out of sync: held by " + ", ".join(describe_process(p) for p in holders)
+        return "Out of sync: held by " + describe_processes(user, holders)
     return "Out of sync, and no open process holds it: an admin may set it in sync again"
 
 

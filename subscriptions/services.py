@@ -16,8 +16,9 @@ from orchestrator.permissions import require
 from subscriptions.models import ProcessSubscription, Product, Subscription
 from subscriptions.selectors import (
     SUBSCRIPTION_TARGETS,
+    SubscriptionFacts,
     create_refusal,
-    describe_process,
+    describe_processes,
     open_processes,
     workflow_link_refusal,
     workflow_usability,
@@ -53,11 +54,12 @@ def check_version(subscription: Subscription, pages: list[Any]) -> None:
 
 
 def reserve_for_process(
-    *, workflow: Workflow, subscription_id: Any, product_id: Any, pages: list[Any]
+    *, workflow: Workflow, subscription_id: Any, product_id: Any, pages: list[Any], user=None
 ) -> tuple[dict[str, Any], Subscription | None]:
     """Inside the start transaction: the subscription's row lock, its usability check and
     marking it out of sync, so of two concurrent starts exactly one wins. Returns the
-    state keys the process starts with and the subscription to link."""
+    state keys the process starts with and the subscription to link. A refusal names
+    only what `user` (None: the system) may view."""
     if workflow.target in SUBSCRIPTION_TARGETS:
         if subscription_id in (None, ""):
             raise FormInvalid(
@@ -70,7 +72,9 @@ def reserve_for_process(
                 pk=subscription_id
             )
         )
-        usability = workflow_usability(workflow, subscription)
+        usability = workflow_usability(
+            workflow, subscription, SubscriptionFacts(subscription, user)
+        )
         if not usability.usable:
             raise Conflict(usability.reason or "Workflow not usable on this subscription")
         check_version(subscription, pages)
@@ -187,11 +191,7 @@ def set_in_sync(*, subscription: Subscription, user=None) -> Subscription:
         subscription = Subscription.objects.select_for_update().get(pk=subscription.pk)
         holders = list(open_processes(subscription)[:3])
         if holders:
-            raise Conflict(
-                "Cannot set in sync while "
-                + ", ".join(describe_process(p) for p in holders)
-                + " holds it"
-            )
+            raise Conflict(f"Cannot set in sync while {describe_processes(user, holders)} holds it")
         subscription.insync = True
         subscription.save(update_fields=["insync"])
         record_action("subscription.set_in_sync", user=user, target=subscription,

@@ -68,11 +68,13 @@ def product_list(request: HttpRequest) -> HttpResponse:
     user = request.user
     products = (
         selectors.products_for_user(user)
-        .prefetch_related("fixed_inputs", "product_blocks", "workflows")
+        .prefetch_related(
+            "fixed_inputs", "product_blocks", selectors.visible_product_workflows(user)
+        )
         .order_by("name")
     )
     startable = startable_ids(user, Workflow.objects.filter(target="create"))
-    defaults = list(selectors.default_product_workflows())
+    defaults = list(selectors.default_product_workflows(user))
     rows = []
     for product in products:
         own = list(product.workflows.all())
@@ -115,11 +117,7 @@ def subscription_detail(request: HttpRequest, pk) -> HttpResponse:
     subscription = visible_subscription(request, pk)
     visible = selectors.subscriptions_for_user(user).order_by("description", "pk")
     holders = selectors.holding_processes(subscription)
-    visible_process_ids = set(
-        selectors.processes_for_user(user)
-        .filter(pk__in=[p.pk for p in holders])
-        .values_list("pk", flat=True)
-    )
+    visible_process_ids = selectors.visible_process_ids(user, holders)
     workflows = [
         {
             "workflow": workflow,
@@ -128,7 +126,7 @@ def subscription_detail(request: HttpRequest, pk) -> HttpResponse:
             and user_may(user, "orchestrator.start_workflow", workflow)
             and registry.get_definition(workflow.name) is not None,
         }
-        for workflow, usability in selectors.subscription_workflows(subscription)
+        for workflow, usability in selectors.subscription_workflows(subscription, user)
     ]
     context = {
         "subscription": subscription,
@@ -138,10 +136,10 @@ def subscription_detail(request: HttpRequest, pk) -> HttpResponse:
         "depends_on": visible.filter(in_use_by=subscription),
         "in_use_by": visible.filter(depends_on=subscription),
         "processes": selectors.subscription_processes(user, subscription),
-        "holders": [
-            {"process": p, "visible": p.pk in visible_process_ids} for p in holders
-        ],
-        "out_of_sync_reason": selectors.out_of_sync_reason(subscription, holders),
+        # Holders the user may not view are only said to exist, never named.
+        "holders": [p for p in holders if p.pk in visible_process_ids],
+        "hidden_holders": any(p.pk not in visible_process_ids for p in holders),
+        "out_of_sync_reason": selectors.out_of_sync_reason(subscription, holders, user),
         "workflows": workflows,
         "may_set_in_sync": not subscription.insync
         and user_may(user, "subscriptions.set_in_sync", subscription),

@@ -28,7 +28,7 @@ from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import JSONParser
-from rest_framework.permissions import AllowAny
+from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -53,6 +53,7 @@ from orchestrator.api.serializers import (
 from orchestrator.exceptions import FormInvalid, NotFound
 from orchestrator.forms import form_json_schema, validate_pages
 from orchestrator.models import AuditEvent, Process, ProcessStatus, ProcessTag, Workflow
+from orchestrator.permissions import user_may
 from orchestrator.redaction import redacting, redactor_for
 from orchestrator.safejson import bad_string, json_problem
 
@@ -445,6 +446,13 @@ class CallbackProgressView(JSONOnlyMixin, APIView):
 # --- engine and schedules -----------------------------------------------------------------
 
 
+class CanViewSchedules(BasePermission):
+    message = "You do not have the permission 'django_celery_beat.view_periodictask' for this."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return user_may(request.user, "django_celery_beat.view_periodictask")
+
+
 class EngineView(JSONOnlyMixin, APIView):
     serializer_class = EngineSerializer
 
@@ -471,6 +479,9 @@ class EngineView(JSONOnlyMixin, APIView):
     retrieve=extend_schema(summary="One periodic task"),
 )
 class ScheduleViewSet(JSONOnlyMixin, viewsets.ReadOnlyModelViewSet):
+    """The same permission as the schedules page: `django_celery_beat.view_periodictask`."""
+
+    permission_classes = [IsAuthenticated, CanViewSchedules]
     pagination_class = Pagination
     queryset = PeriodicTask.objects.select_related("crontab", "interval").order_by("name")
     serializer_class = ScheduleSerializer

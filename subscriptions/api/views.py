@@ -18,7 +18,6 @@ from rest_framework.response import Response
 
 from orchestrator.api.serializers import ApiErrorSerializer
 from orchestrator.api.views import JSONOnlyMixin, Pagination
-from orchestrator.selectors import processes_for_user
 from subscriptions import selectors, services
 from subscriptions.api.serializers import (
     ProductSerializer,
@@ -36,10 +35,11 @@ ERRORS = {
 }
 
 
-def with_product_relations(queryset: QuerySet[Product]) -> QuerySet[Product]:
-    """What ProductSerializer reads, fetched up front: constant queries per request."""
+def with_product_relations(queryset: QuerySet[Product], user) -> QuerySet[Product]:
+    """What ProductSerializer reads, fetched up front: constant queries per request (the
+    workflows as far as `user` may view them)."""
     return queryset.select_related("product_type").prefetch_related(
-        "fixed_inputs", "product_blocks", "workflows"
+        "fixed_inputs", "product_blocks", selectors.visible_product_workflows(user)
     )
 
 
@@ -60,19 +60,20 @@ class ProductViewSet(JSONOnlyMixin, viewsets.ReadOnlyModelViewSet):
     def get_queryset(self) -> QuerySet[Product]:
         if getattr(self, "swagger_fake_view", False):
             return Product.objects.none()
-        return with_product_relations(selectors.products_for_user(self.request.user)).order_by(
-            "name"
-        )
+        user = self.request.user
+        return with_product_relations(selectors.products_for_user(user), user).order_by("name")
 
     def get_object(self) -> Product:
         product = selectors.visible_product(self.request.user, self.kwargs["pk"])
-        return with_product_relations(Product.objects.all()).get(pk=product.pk)
+        return with_product_relations(Product.objects.all(), self.request.user).get(pk=product.pk)
 
     def get_serializer_context(self) -> dict[str, Any]:
         context = super().get_serializer_context()
         if not getattr(self, "swagger_fake_view", False):
             context["default_workflows"] = list(
-                selectors.default_product_workflows().values_list("name", flat=True)
+                selectors.default_product_workflows(self.request.user).values_list(
+                    "name", flat=True
+                )
             )
         return context
 
@@ -116,17 +117,13 @@ class SubscriptionViewSet(
         user = self.request.user
         visible = selectors.subscriptions_for_user(user).order_by("description", "pk")
         holders = selectors.holding_processes(subscription)
-        visible_holders = set(
-            processes_for_user(user)
-            .filter(pk__in=[p.pk for p in holders])
-            .values_list("pk", flat=True)
-        )
+        visible_holders = selectors.visible_process_ids(user, holders)
         context = {
             **self.get_serializer_context(),
             "depends_on": visible.filter(in_use_by=subscription),
             "in_use_by": visible.filter(depends_on=subscription),
             "processes": selectors.subscription_processes(user, subscription),
-            "out_of_sync_reason": selectors.out_of_sync_reason(subscription, holders),
+            "out_of_sync_reason": selectors.out_of_sync_reason(subscription, holders, user),
             "held_by": [p for p in holders if p.pk in visible_holders],
         }
         return Response(SubscriptionDetailSerializer(subscription, context=context).data)
@@ -143,7 +140,7 @@ class SubscriptionViewSet(
         subscription = self.get_object()
         rows = [
             {"workflow": workflow, "usability": usability}
-            for workflow, usability in selectors.subscription_workflows(subscription)
+            for workflow, usability in selectors.subscription_workflows(subscription, request.user)
         ]
         return Response(SubscriptionWorkflowSerializer(rows, many=True).data)
 

@@ -52,7 +52,7 @@ class Recorder(ProcessExtension):
     def form_state(self, targets):
         return {"ticket_seen_by_form": targets.get("ticket")} if targets.get("ticket") else {}
 
-    def reserve(self, *, workflow, targets, pages):
+    def reserve(self, *, workflow, targets, pages, user=None):
         if targets.get("ticket") == "closed":
             raise Conflict("ticket closed is closed")
         if not targets.get("ticket"):

@@ -230,7 +230,9 @@ def test_a_user_cannot_start_on_a_subscription_they_may_not_see(create_box, nobo
     from guardian.shortcuts import assign_perm
 
     box = create_box()
-    assign_perm("orchestrator.start_workflow", nobody, Workflow.objects.get(name="modify_note"))
+    modify_note = Workflow.objects.get(name="modify_note")
+    assign_perm("orchestrator.view_workflow", nobody, modify_note)
+    assign_perm("orchestrator.start_workflow", nobody, modify_note)
     with pytest.raises(NotFound):
         services.start_process(workflow_name="modify_note", subscription=box.pk,
                                input_pages=[{"note": "x"}], user=nobody)

@@ -26,6 +26,11 @@ ADMIN_ACTION_PREFIXES = ("add_", "change_", "delete_")
 ADMIN_CODENAMES = ("pause_engine", "set_in_sync", "view_auditevent", "teardown_execution")
 # Views only admins hold among the roles (the audit trail: who did what, from where).
 ADMIN_ONLY_VIEWS = ("view_auditevent",)
+# Admins also see and clear login lockouts (django-axes: delete an attempt to unlock).
+ADMIN_LOCKOUT_PERMISSIONS = Q(
+    content_type__app_label="axes",
+    codename__in=("view_accessattempt", "delete_accessattempt", "view_accesslog"),
+)
 
 
 def role_permissions(role: str) -> Q:
@@ -41,7 +46,11 @@ def role_permissions(role: str) -> Q:
         admin_actions = Q()
         for prefix in ADMIN_ACTION_PREFIXES:
             admin_actions |= Q(codename__startswith=prefix)
-        return operator | (in_product & (admin_actions | Q(codename__in=ADMIN_CODENAMES)))
+        return (
+            operator
+            | (in_product & (admin_actions | Q(codename__in=ADMIN_CODENAMES)))
+            | ADMIN_LOCKOUT_PERMISSIONS
+        )
     raise ValueError(f"unknown role {role!r}")
 
 

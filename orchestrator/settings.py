@@ -6,6 +6,7 @@ Production: set `DATABASE_URL`, `CELERY_BROKER_URL`, `SECRET_KEY`, `ALLOWED_HOST
 
 from __future__ import annotations
 
+import datetime
 import os
 
 from kombu import Queue
@@ -46,6 +47,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "guardian",
+    "axes",
     "django_celery_beat",
     "orchestrator",
     "subscriptions",
@@ -65,6 +67,9 @@ MIDDLEWARE = [
     "orchestrator.middleware.RefuseUnreadableRequests",
     "orchestrator.middleware.LoginRequiredMiddleware",
     "orchestrator.middleware.SecurityHeaders",
+    # Turns a locked-out login (page, admin) into the 429 page; innermost, so the headers
+    # above apply to that page too.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "orchestrator.urls"
@@ -90,6 +95,8 @@ DATABASES = {"default": database_settings(os.environ.get("DATABASE_URL"))}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
+    # First: refuses every login of a locked-out account or client address (django-axes).
+    "orchestrator.auth.LoginThrottleBackend",
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
@@ -101,6 +108,21 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
 ANONYMOUS_USER_NAME = None  # guardian: no anonymous user object; anonymous sees nothing
+
+# Login throttling (django-axes, docs/access.md): after LOGIN_FAILURE_LIMIT failed logins in
+# a row for one account, or from one client address, every login of that account (or from
+# that address) is refused for LOGIN_LOCKOUT_MINUTES, on the login page, the admin login and
+# POST /api/auth/token/ alike. Failures are rows in the database (shared by every web process).
+AXES_ENABLED = env_bool("LOGIN_THROTTLE", True)
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10)
+AXES_COOLOFF_TIME = datetime.timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each counted on its own
+AXES_RESET_ON_SUCCESS = True  # a successful login clears that account's and address's failures
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # a lockout ends when it said it would
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# The client address the audit trail records (ORCHESTRATOR_PROXY_COUNT behind proxies).
+AXES_CLIENT_IP_CALLABLE = "orchestrator.audit.client_address"
+AXES_VERBOSE = False
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
@@ -246,7 +268,10 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},  # lockouts are warnings; each attempt is not news
+    },
 }
 # A step started this many times without finishing (its worker keeps dying) fails the run.
 ORCHESTRATOR_MAX_DELIVERIES = env_int("ORCHESTRATOR_MAX_DELIVERIES", 10)

@@ -1,0 +1,48 @@
+"""Login throttling (django-axes): the authentication backend that refuses locked-out logins,
+and the API's token view under the same rule. Failures are counted per username and per
+client address (`orchestrator.audit.client_address`, the audit trail's)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from axes.backends import AxesStandaloneBackend
+from axes.helpers import get_lockout_message
+from rest_framework import exceptions, status
+from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+
+class LoginThrottleBackend(AxesStandaloneBackend):
+    """Refuses a login while its account or client address is locked out.
+
+    Only authentication that a client asks for carries a request (the login page, the admin
+    login, `POST /api/auth/token/`): those are throttled. A call without one (the test
+    client's `login()`, code checking a password it was given) has no client to throttle;
+    django-axes would raise for it, this backend simply has no opinion.
+    """
+
+    def authenticate(self, request, username=None, password=None, **kwargs: Any):
+        if request is None:
+            return None
+        return super().authenticate(request, username=username, password=password, **kwargs)
+
+
+class LockedOut(exceptions.APIException):
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    default_code = "locked_out"
+
+
+class ObtainTokenView(ObtainAuthToken):
+    """`POST /api/auth/token/`: DRF's token view, throttled like the login page. A locked-out
+    account or address gets 429 with the lockout message, never a token (django-axes flags
+    the DRF request it was handed; its middleware only sees Django's)."""
+
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        try:
+            return super().post(request, *args, **kwargs)
+        except exceptions.ValidationError:
+            if getattr(request, "axes_locked_out", False):
+                raise LockedOut(str(get_lockout_message())) from None
+            raise

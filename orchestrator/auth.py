@@ -8,6 +8,9 @@ from typing import Any
 
 from axes.backends import AxesStandaloneBackend
 from axes.helpers import get_lockout_message
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
 from rest_framework import exceptions, status
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.request import Request
@@ -46,3 +49,10 @@ class ObtainTokenView(ObtainAuthToken):
             if getattr(request, "axes_locked_out", False):
                 raise LockedOut(str(get_lockout_message())) from None
             raise
+
+
+def lockout_page(request: HttpRequest, original_response=None, credentials=None) -> HttpResponse:
+    """The 429 page of the login page and the admin login while a lockout lasts."""
+    minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
+    context = {"failure_limit": settings.AXES_FAILURE_LIMIT, "minutes": minutes}
+    return render(request, "registration/locked_out.html", context, status=429)

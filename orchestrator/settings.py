@@ -119,7 +119,7 @@ AXES_COOLOFF_TIME = datetime.timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each counted on its own
 AXES_RESET_ON_SUCCESS = True  # a successful login clears that account's and address's failures
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # a lockout ends when it said it would
-AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_LOCKOUT_CALLABLE = "orchestrator.auth.lockout_page"
 # The client address the audit trail records (ORCHESTRATOR_PROXY_COUNT behind proxies).
 AXES_CLIENT_IP_CALLABLE = "orchestrator.audit.client_address"
 AXES_VERBOSE = False

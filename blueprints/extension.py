@@ -54,7 +54,7 @@ class BlueprintExtension(ProcessExtension):
     start_targets = ("execution", "execution_step")
 
     def reserve(
-        self, *, workflow: Workflow, targets: Mapping[str, Any], pages: list[Any]
+        self, *, workflow: Workflow, targets: Mapping[str, Any], pages: list[Any], user=None
     ) -> Reservation | None:
         if targets.get("execution_step") is not None:
             step = ExecutionStep.objects.select_related("execution__blueprint", "storage").get(

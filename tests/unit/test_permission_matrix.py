@@ -100,6 +100,13 @@ TABLE = [
     Row("GET", "/api/subscriptions/{subscription}/workflows/", "401 404 200|404 200 200 200 200"),
     Row("POST", "/api/subscriptions/{subscription}/set_in_sync/",
         "401 404 409|404 403 403 409|200 409|200"),
+    # ---- the blueprints API (lists; rows on objects: see NOT_IN_MATRIX) ----------
+    Row("GET", "/api/templates/", "401 200 200 200 200 200 200"),
+    Row("GET", "/api/blueprints/", "401 200 200 200 200 200 200"),
+    Row("GET", "/api/executions/", "401 200 200 200 200 200 200"),
+    Row("GET", "/api/integrations/", "401 200 200 200 200 200 200"),
+    Row("GET", "/api/secrets/", "401 200 200 200 200 200 200"),
+    Row("GET", "/api/storage-backends/", "401 200 200 200 200 200 200"),
     # ---- pages (anonymous users are sent to the login page: 302) ----------------
     Row("GET", "/login/", "200 200 200 200 200 200 200"),
     Row("POST", "/logout/", "302 302 302 302 302 302 302"),
@@ -132,7 +139,17 @@ TABLE = [
 # fmt: on
 
 # Named URLs the table does not need to cover, each with its reason.
-NOT_IN_MATRIX: dict[str, str] = {}
+BLUEPRINTS_TODO = "blueprints: rows on its objects come with a granted/other pair in build_world"
+NOT_IN_MATRIX: dict[str, str] = {
+    name: BLUEPRINTS_TODO
+    for name in (
+        "api-blueprint-detail", "api-blueprint-executions", "api-blueprint-export",
+        "api-blueprint-import-", "api-blueprint-plan", "api-execution-detail",
+        "api-execution-execute", "api-execution-teardown", "api-integration-detail",
+        "api-secret-detail", "api-storage-backend-detail", "api-template-detail",
+        "blueprint-detail", "execution-detail",
+    )
+}
 
 
 @dataclass

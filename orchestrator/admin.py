@@ -18,7 +18,14 @@ from django.http import HttpRequest
 
 from orchestrator import services
 from orchestrator.exceptions import OrchestratorError
-from orchestrator.models import AuditEvent, EngineSettings, Process, ProcessStep, Workflow
+from orchestrator.models import (
+    ApiToken,
+    AuditEvent,
+    EngineSettings,
+    Process,
+    ProcessStep,
+    Workflow,
+)
 from orchestrator.permissions import user_may
 
 logger = logging.getLogger(__name__)
@@ -216,3 +223,21 @@ class AuditEventAdmin(ReadOnlyAdmin):
     list_filter = ("action", "via", "object_type")
     search_fields = ("actor_name", "action", "object_id", "object_repr")
     date_hierarchy = "at"
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """API tokens: who has one, since when, last used; deleting one revokes it. Tokens are
+    issued by `POST /api/auth/token/` only, and only their digests exist here."""
+
+    list_display = ("prefix", "user", "created_at", "last_used_at")
+    list_filter = ("created_at", "last_used_at")
+    search_fields = ("user__username", "prefix")
+    fields = ("user", "prefix", "created_at", "last_used_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

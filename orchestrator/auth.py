@@ -1,5 +1,6 @@
 """Login throttling (django-axes): the authentication backend that refuses locked-out logins,
-and the API's token view under the same rule. Failures are counted per username and per
+and the answers of a lockout (the API's token view, orchestrator.api.views.ApiTokenView,
+answers LockedOut). Failures are counted per username and per
 client address (`orchestrator.audit.client_address`, the audit trail's)."""
 
 from __future__ import annotations
@@ -7,14 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 from axes.backends import AxesStandaloneBackend
-from axes.helpers import get_lockout_message
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from rest_framework import exceptions, status
-from rest_framework.authtoken.views import ObtainAuthToken
-from rest_framework.request import Request
-from rest_framework.response import Response
 
 
 class LoginThrottleBackend(AxesStandaloneBackend):
@@ -35,20 +32,6 @@ class LoginThrottleBackend(AxesStandaloneBackend):
 class LockedOut(exceptions.APIException):
     status_code = status.HTTP_429_TOO_MANY_REQUESTS
     default_code = "locked_out"
-
-
-class ObtainTokenView(ObtainAuthToken):
-    """`POST /api/auth/token/`: DRF's token view, throttled like the login page. A locked-out
-    account or address gets 429 with the lockout message, never a token (django-axes flags
-    the DRF request it was handed; its middleware only sees Django's)."""
-
-    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        try:
-            return super().post(request, *args, **kwargs)
-        except exceptions.ValidationError:
-            if getattr(request, "axes_locked_out", False):
-                raise LockedOut(str(get_lockout_message())) from None
-            raise
 
 
 def lockout_page(request: HttpRequest, original_response=None, credentials=None) -> HttpResponse:

@@ -3,7 +3,7 @@ ORCHESTRATOR_WORKFLOW_MODULES says."""
 
 from __future__ import annotations
 
-from orchestrator import services
+from orchestrator import services, tokens
 from orchestrator.catalogue import WorkflowDefinition, WorkflowType
 from orchestrator.workflow import State, StepList, done, init, step, workflow
 
@@ -28,9 +28,17 @@ def delete_expired_idempotency_keys() -> State:
     return {"idempotency_keys_deleted": services.clean_up_idempotency_keys()}
 
 
-@workflow("Delete completed task runs older than the retention period, and expired keys")
+@step("Delete lapsed API tokens")
+def delete_lapsed_api_tokens() -> State:
+    return {"api_tokens_deleted": tokens.clean_up_tokens()}
+
+
+@workflow("Delete old task runs, expired idempotency keys and lapsed API tokens")
 def task_clean_up_tasks() -> StepList:
-    return init >> delete_old_task_runs >> delete_expired_idempotency_keys >> done
+    return (
+        init >> delete_old_task_runs >> delete_expired_idempotency_keys
+        >> delete_lapsed_api_tokens >> done
+    )
 
 
 def _builtin(name: str, description: str = "", **options) -> WorkflowDefinition:

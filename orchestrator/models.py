@@ -361,3 +361,24 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class ApiToken(models.Model):
+    """An API token (`Authorization: Token ...`). Only its SHA-256 digest is stored: the token
+    is shown once, when `POST /api/auth/token/` issues it, and a copy of the database cannot
+    be replayed. It lapses after ORCHESTRATOR_API_TOKEN_IDLE_DAYS without use."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    digest = models.CharField(max_length=64, unique=True)
+    prefix = models.CharField(max_length=8, help_text="Its first characters, to tell it apart.")
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API token"
+        default_permissions = ("view", "delete")  # issued by the API only; deleting revokes
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"

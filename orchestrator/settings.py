@@ -42,7 +42,6 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -154,7 +153,7 @@ WHITENOISE_USE_FINDERS = True  # serve straight from the app folders, no collect
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "orchestrator.tokens.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -243,6 +242,8 @@ ORCHESTRATOR_TASK_RETENTION_DAYS = env_int("ORCHESTRATOR_TASK_RETENTION_DAYS", 3
 # user and login session that filled them in, too).
 # How long an idempotency key (the API's Idempotency-Key header, a browser form's one-time
 # key) answers with the run its first use started.
+# An API token unused for this many days lapses (0: never); every use renews it.
+ORCHESTRATOR_API_TOKEN_IDLE_DAYS = env_int("ORCHESTRATOR_API_TOKEN_IDLE_DAYS", 90, minimum=0)
 ORCHESTRATOR_IDEMPOTENCY_KEY_HOURS = env_int("ORCHESTRATOR_IDEMPOTENCY_KEY_HOURS", 24, minimum=1)
 ORCHESTRATOR_FORM_PAGES_MAX_AGE_SECONDS = env_int(
     "ORCHESTRATOR_FORM_PAGES_MAX_AGE_SECONDS", 3600, minimum=60

@@ -4,7 +4,6 @@ from django.urls import include, path
 from rest_framework.routers import SimpleRouter
 
 from orchestrator.api import views
-from orchestrator.auth import ObtainTokenView
 
 router = SimpleRouter()
 router.register("workflows", views.WorkflowViewSet, basename="api-workflow")
@@ -13,7 +12,7 @@ router.register("schedules", views.ScheduleViewSet, basename="api-schedule")
 router.register("audit", views.AuditEventViewSet, basename="api-audit")
 
 urlpatterns = [
-    path("auth/token/", ObtainTokenView.as_view(), name="api-token"),
+    path("auth/token/", views.ApiTokenView.as_view(), name="api-token"),
     path(
         "processes/<str:process_id>/callback/<str:token>/",
         views.CallbackView.as_view(),

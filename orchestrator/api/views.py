@@ -13,6 +13,7 @@ import logging
 import uuid
 from typing import Any
 
+from axes.helpers import get_lockout_message
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db.models import Prefetch, QuerySet
@@ -25,9 +26,10 @@ from drf_spectacular.utils import (
     extend_schema_view,
 )
 from rest_framework import exceptions, mixins, status, viewsets
+from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.decorators import action
 from rest_framework.pagination import LimitOffsetPagination
-from rest_framework.parsers import JSONParser
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -50,12 +52,14 @@ from orchestrator.api.serializers import (
     WorkflowDetailSerializer,
     WorkflowSerializer,
 )
+from orchestrator.auth import LockedOut
 from orchestrator.exceptions import FormInvalid, NotFound
 from orchestrator.forms import form_json_schema, validate_pages
 from orchestrator.models import AuditEvent, Process, ProcessStatus, ProcessTag, Workflow
 from orchestrator.permissions import user_may
 from orchestrator.redaction import redacting, redactor_for
 from orchestrator.safejson import bad_string, json_problem
+from orchestrator.tokens import issue_token
 
 logger = logging.getLogger(__name__)
 
@@ -402,6 +406,41 @@ class ProcessViewSet(
     def abort(self, request: Request, pk: str | None = None) -> Response:
         process = services.abort_process(process=self.get_object(), user=request.user)
         return self.detail_response(process)
+
+
+# --- API tokens -------------------------------------------------------------------------
+
+
+class ApiTokenView(APIView):
+    """Username and password (JSON or a form) → a new API token, shown this once (only its
+    digest is stored: orchestrator.tokens). Throttled like the login page: a locked-out
+    account or client address gets 429 with the lockout message, never a token."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    parser_classes = [SafeJSONParser, FormParser, MultiPartParser]
+    serializer_class = AuthTokenSerializer
+
+    @extend_schema(
+        summary="Issue an API token (send it as `Authorization: Token <token>`)",
+        request=AuthTokenSerializer,
+        responses={
+            200: AuthTokenSerializer,
+            400: ERRORS[400],
+            429: OpenApiResponse(ApiErrorSerializer, description="Locked out for a while"),
+        },
+        auth=[],
+    )
+    def post(self, request: Request) -> Response:
+        serializer = AuthTokenSerializer(data=request.data, context={"request": request})
+        try:
+            serializer.is_valid(raise_exception=True)
+        except exceptions.ValidationError:
+            # Throttled like the login page: django-axes flags the DRF request it was handed.
+            if getattr(request, "axes_locked_out", False):
+                raise LockedOut(str(get_lockout_message())) from None
+            raise
+        return Response({"token": issue_token(serializer.validated_data["user"])})
 
 
 # --- callbacks (no login: the one-use token is the guard) ---------------------------------

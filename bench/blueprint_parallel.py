@@ -6,9 +6,9 @@
 1. A blueprint of 200 templates in 10 levels of 20 (each template waits for two of the
    level before it), each step sleeping 0.2 s, executed by 4 worker processes (thread pools
    of BENCH_THREADS each, so a level's 20 steps can run at once): the wall time from
-   Execute to done, against the ideal critical path measured in the same run: 10 × the
-   step's own run time (the sleep plus its process's own steps, as recorded). Target
-   (issue 8): wall time <= 1.3 × the ideal critical path.
+   Execute to done, against the ideal critical path (10 × 0.2 s), and against 10 × the
+   sleeping step's own duration as the step log recorded it in the same run (on a busy
+   machine a 0.2 s sleep takes longer). Target (issue 8): wall time <= 1.3 × the ideal.
 2. Validating and planning a blueprint of 2,000 templates (wiring like the above): the
    validator and planner in memory, the plan read from the database, and a validated save.
    Target: under 1 s.
@@ -39,7 +39,7 @@ from blueprints import selectors, services  # noqa: E402
 from blueprints.models import Blueprint, Execution, Template  # noqa: E402
 from blueprints.plan import blueprint_problems, build_plan, resolve_variables  # noqa: E402
 from orchestrator import services as engine  # noqa: E402
-from orchestrator.models import Process, Workflow  # noqa: E402
+from orchestrator.models import ProcessStep, Workflow  # noqa: E402
 
 LEVELS, WIDTH, SLEEP = 10, 20, 0.2
 WORKERS = int(os.environ.get("BENCH_WORKERS", "4"))
@@ -92,10 +92,13 @@ def wait(predicate, timeout: float = 300) -> None:
 
 
 def step_seconds(execution: Execution) -> float:
-    """Median run time of one step's process (its own steps, the sleep included)."""
+    """Median time the template's own work took (the sleeping step, as the step log
+    recorded it): on a busy machine a 0.2 s sleep takes longer, and so does the ideal."""
     durations = [
-        (process.finished_at - process.started_at).total_seconds()
-        for process in Process.objects.filter(execution_steps__execution=execution)
+        (row.completed_at - row.started_at).total_seconds()
+        for row in ProcessStep.objects.filter(
+            process__execution_steps__execution=execution, name="Provision (sleep)"
+        )
     ]
     return statistics.median(durations)
 
@@ -173,8 +176,8 @@ def main() -> None:
     print(f"  wall time, Execute to done            {wall:7.3f} s")
     print(f"  ideal critical path {LEVELS} x {SLEEP} s          {ideal:7.3f} s  "
           f"ratio {wall / ideal:5.2f}x (target <= 1.3x)")
-    print(f"  critical path of the measured steps   {measured_path:7.3f} s  "
-          f"ratio {wall / measured_path:5.2f}x  (a step's process took {step:.3f} s)")
+    print(f"  10 x the measured sleeping step       {measured_path:7.3f} s  "
+          f"ratio {wall / measured_path:5.2f}x  (the step took {step:.3f} s)")
 
 
 if __name__ == "__main__":

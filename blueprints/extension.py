@@ -20,6 +20,7 @@ from orchestrator.models import Process, Workflow
 def step_context(step: ExecutionStep) -> tuple[dict[str, Any], dict[str, Any]]:
     """What a step's process starts with: public context in its state, secrets and
     credentials apart (encrypted at rest, in memory for its steps only)."""
+    integrations = list(step.integrations.all())
     state: dict[str, Any] = {
         "execution_id": str(step.execution_id),
         "execution_step_id": step.pk,
@@ -30,7 +31,7 @@ def step_context(step: ExecutionStep) -> tuple[dict[str, Any], dict[str, Any]]:
                                 step.parent_resources.values_list("pk", flat=True)],
         "integrations": [
             {"id": item.pk, "name": item.name, "kind": item.kind, "settings": item.settings}
-            for item in step.integrations.all()
+            for item in integrations
         ],
         "storage_backend": None,
     }
@@ -44,7 +45,7 @@ def step_context(step: ExecutionStep) -> tuple[dict[str, Any], dict[str, Any]]:
     if values:
         secrets["secrets"] = values
     credentials = {item.name: decrypt_json(item.credentials)
-                   for item in step.integrations.all() if item.credentials}
+                   for item in integrations if item.credentials}
     if credentials:
         secrets["integration_credentials"] = credentials
     return state, secrets
@@ -57,9 +58,7 @@ class BlueprintExtension(ProcessExtension):
         self, *, workflow: Workflow, targets: Mapping[str, Any], pages: list[Any], user=None
     ) -> Reservation | None:
         if targets.get("execution_step") is not None:
-            step = ExecutionStep.objects.select_related("execution__blueprint", "storage").get(
-                pk=targets["execution_step"]
-            )
+            step = targets["execution_step"]  # the step being started, with its execution
             state, secrets = step_context(step)
             return Reservation(state=state, secrets=secrets)
         if targets.get("execution") is not None:

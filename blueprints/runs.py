@@ -19,6 +19,7 @@ the other way and locks in descending order; it never runs beside an execution.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
@@ -44,13 +45,37 @@ logger = logging.getLogger(__name__)
 MAX_ERROR = 2000
 
 
-def step_names(steps: list[ExecutionStep]) -> dict[int, str]:
-    return {step.template_id: step.template_snapshot.get("name", str(step.template_id))
+@dataclass(frozen=True)
+class Fact:
+    """What starting a step needs to know of another step of its execution."""
+
+    status: str
+    outputs: dict[str, Any]
+    name: str
+    resource_id: Any
+
+
+Facts = dict[int, Fact]  # by template id
+
+
+def facts_of(steps: list[ExecutionStep]) -> Facts:
+    return {step.template_id: Fact(step.status, step.outputs,
+                                   step.template_snapshot.get("name", str(step.template_id)),
+                                   step.resource_id)
             for step in steps}
 
 
+def upstream_facts(execution_id: Any, steps: list[ExecutionStep]) -> Facts:
+    """Facts of the steps that `steps` wait for, read light (no snapshot but its name)."""
+    wanted = {template_id for step in steps for template_id in step.upstream}
+    rows = ExecutionStep.objects.filter(execution_id=execution_id, template_id__in=wanted)
+    return {template_id: Fact(status, outputs or {}, name or str(template_id), resource_id)
+            for template_id, status, outputs, name, resource_id in rows.values_list(
+                "template_id", "status", "outputs", "template_snapshot__name", "resource_id")}
+
+
 def runtime_variables(
-    execution: Execution, step: ExecutionStep, steps: list[ExecutionStep]
+    execution: Execution, step: ExecutionStep, facts: Facts
 ) -> dict[str, Resolved]:
     """The step's variables now, by the same resolution as the plan: an override always
     beats a wired output, which beats the blueprint default, then the template default."""
@@ -59,15 +84,14 @@ def runtime_variables(
         **execution.variable_overrides.get(key, {}),
         **decrypt_json(execution.secret_overrides).get(key, {}),
     }
-    outputs = {other.template_id: other.outputs if other.status == StepStatus.DONE else None
-               for other in steps}
     return resolve_variables(
         template_spec_from(step.template_snapshot, step.template_id),
         overrides=overrides,
         wires=wires_from_snapshot(execution.wiring_snapshot),
-        outputs=outputs,
+        outputs={template_id: fact.outputs if fact.status == StepStatus.DONE else None
+                 for template_id, fact in facts.items()},
         blueprint_defaults=step.template_snapshot.get("blueprint_defaults", {}),
-        names=step_names(steps),
+        names={template_id: fact.name for template_id, fact in facts.items()},
     )
 
 
@@ -78,21 +102,23 @@ def fail_step(step: ExecutionStep, message: str) -> None:
     step.save(update_fields=["status", "error_message", "completed_at"])
 
 
-def start_step(execution: Execution, step: ExecutionStep, steps: list[ExecutionStep],
+def start_step(execution: Execution, step: ExecutionStep, facts: Facts,
                parent: Process | None) -> bool:
     """Start the step's child process (the step row is locked by the caller); False when it
     could not start, with the step in error saying why."""
     spec = template_spec_from(step.template_snapshot, step.template_id)
-    resolved = runtime_variables(execution, step, steps)
+    resolved = runtime_variables(execution, step, facts)
     missing = missing_required(spec, resolved)
     if missing:
         fail_step(step, f"required variable(s) without a value: {', '.join(missing)}")
         return False
-    if not step.parent_resources.exists():
-        upstream = set(step.upstream)
-        parents = [s.resource_id for s in steps if s.template_id in upstream and s.resource_id]
-        step.parent_resources.set(parents)
-    targets: dict[str, Any] = {"execution_step": step.pk}
+    if str(step.template_id) not in execution.parent_overrides:  # the upstream resources
+        parents = [facts[t].resource_id for t in step.upstream
+                   if t in facts and facts[t].resource_id]
+        if parents:
+            step.parent_resources.set(parents)
+    step.execution = execution
+    targets: dict[str, Any] = {"execution_step": step}
     if step.template_snapshot.get("target") == "create":
         targets["product"] = step.template_snapshot.get("product")
     page = {name: value.value for name, value in resolved.items() if value.source}
@@ -119,9 +145,10 @@ def start_step(execution: Execution, step: ExecutionStep, steps: list[ExecutionS
     return True
 
 
-def is_ready(step: ExecutionStep, status_by_template: dict[int, str]) -> bool:
+def is_ready(step: ExecutionStep, facts: Facts) -> bool:
     return step.status == StepStatus.PENDING and all(
-        status_by_template.get(template_id) == StepStatus.DONE for template_id in step.upstream
+        template_id in facts and facts[template_id].status == StepStatus.DONE
+        for template_id in step.upstream
     )
 
 
@@ -138,8 +165,8 @@ def start_ready_steps(execution_id: Any, run_id: Any) -> int:
     for step in steps:
         if step.status == StepStatus.ERROR:
             supersede(step)
-    started = start_steps(execution, steps, [s for s in steps if s.status == StepStatus.PENDING],
-                          run)
+    started = start_steps(execution, facts_of(steps),
+                          [s for s in steps if s.status == StepStatus.PENDING], run)
     settle(execution.pk)
     return started
 
@@ -156,24 +183,33 @@ def supersede(step: ExecutionStep) -> None:
     step.save(update_fields=["status", "error_message"])
 
 
-def start_steps(execution: Execution, steps: list[ExecutionStep],
-                candidates: list[ExecutionStep], parent: Process | None) -> int:
+def start_steps(execution: Execution, facts: Facts, candidates: list[ExecutionStep],
+                parent: Process | None) -> int:
     """Start the ready ones among `candidates` (locked); stop at the first that cannot start."""
-    status_by_template = {step.template_id: step.status for step in steps}
     started = 0
     for step in candidates:
-        if not is_ready(step, status_by_template):
+        if not is_ready(step, facts):
             continue
-        if not start_step(execution, step, steps, parent):
+        if not start_step(execution, step, facts, parent):
             return started
         started += 1
-        status_by_template[step.template_id] = step.status
     return started
 
 
 def settle(execution_id: Any) -> None:
     """Last, under the execution's row lock: the execution is in error when a step is, done
-    when every step is. Of two steps finishing at once, the second to lock sees both."""
+    when every step is. Of two steps finishing at once, the second to lock sees both.
+
+    While a step is still pending and none is in error, the execution cannot end yet: the
+    lock is skipped, so steps finishing at the same time do not queue for it (a pending
+    step only ever starts, and its own completion settles later)."""
+    open_statuses = set(
+        ExecutionStep.objects.filter(execution_id=execution_id,
+                                     status__in=(StepStatus.PENDING, StepStatus.ERROR))
+        .values_list("status", flat=True).distinct()
+    )
+    if open_statuses == {StepStatus.PENDING}:
+        return
     execution = Execution.objects.select_for_update().get(pk=execution_id)
     statuses = list(ExecutionStep.objects.filter(execution_id=execution_id)
                     .values_list("status", "template_snapshot__name", "error_message"))
@@ -237,10 +273,8 @@ def step_stopped(process: Process, status: str) -> None:
     if step.status == StepStatus.DONE and execution.status == ExecutionStatus.IN_PROGRESS:
         downstream = pending_downstream(execution.pk, step.template_id)
         if downstream:
-            steps = list(ExecutionStep.objects.filter(execution_id=execution.pk).order_by("pk"))
-            fresh = {s.pk: s for s in downstream}
-            steps = [fresh.get(s.pk, s) for s in steps]
-            start_steps(execution, steps, downstream, execution.run)
+            start_steps(execution, upstream_facts(execution.pk, downstream), downstream,
+                        execution.run)
     settle(execution.pk)
 
 
@@ -371,7 +405,13 @@ def process_stopped(process: Process, status: str) -> None:
     and reason, whatever the caller's copy holds."""
     if process.parent_id is None:
         return
-    if ExecutionStep.objects.filter(Q(process=process) | Q(teardown_process=process)).exists():
-        process = Process.objects.select_related("workflow").get(pk=process.pk)
+    row = ExecutionStep.objects.filter(
+        Q(process=process) | Q(teardown_process=process)
+    ).values_list("process_id", "teardown_process_id").first()
+    if row is None:
+        return
+    process = Process.objects.select_related("workflow").get(pk=process.pk)
+    if row[0] == process.pk:
         step_stopped(process, status)
+    if row[1] == process.pk:
         teardown_step_stopped(process, status)

@@ -330,18 +330,18 @@ def resolve_templates(user, refs: list[Any]) -> list[Template]:
     return found
 
 
-def member_ref(value: Any, rows: list[Template]) -> int | None:
+def member_lookup(names: dict[int, str]) -> dict[str, int]:
+    """How payloads name a blueprint's templates ({id: name}): by name, or by id."""
+    return {**{str(template_id): template_id for template_id in names},
+            **{name: template_id for template_id, name in names.items()}}
+
+
+def member_ref(value: Any, lookup: dict[str, int]) -> int | None:
     """A template of the blueprint named by id or name (None if it is not one of them)."""
-    text = str(value)
-    for row in rows:
-        if row.name == text:
-            return row.pk
-    if text.isascii() and text.isdigit():
-        return next((row.pk for row in rows if row.pk == int(text)), None)
-    return None
+    return lookup.get(str(value))
 
 
-def clean_wiring(raw: list[Any], rows: list[Template], problems: Problems) -> list[Wire]:
+def clean_wiring(raw: list[Any], rows: dict[str, int], problems: Problems) -> list[Wire]:
     keys = ("source_template", "source_output", "target_template", "target_variable")
     wires = []
     for index, rule in enumerate(raw):
@@ -369,7 +369,7 @@ def clean_wiring(raw: list[Any], rows: list[Template], problems: Problems) -> li
     return wires
 
 
-def clean_defaults(raw: Mapping[str, Any], rows: list[Template],
+def clean_defaults(raw: Mapping[str, Any], rows: dict[str, int],
                    problems: Problems) -> dict[int, dict[str, Any]]:
     defaults: dict[int, dict[str, Any]] = {}
     for ref, values in raw.items():
@@ -403,8 +403,9 @@ def save_blueprint(*, user=None, blueprint: Blueprint | None = None,
     if len({row.pk for row in rows}) != len(rows):
         raise invalid("templates", "duplicate template: a template is listed twice")
     problems = Problems()
-    wires = clean_wiring(clean_list(merged, "wiring", MAX_WIRES), rows, problems)
-    defaults = clean_defaults(clean_mapping(merged, "default_variables"), rows, problems)
+    names = member_lookup({row.pk: row.name for row in rows})
+    wires = clean_wiring(clean_list(merged, "wiring", MAX_WIRES), names, problems)
+    defaults = clean_defaults(clean_mapping(merged, "default_variables"), names, problems)
     refuse(problems, f"Blueprint {name} is invalid")
     specs = [selectors.template_spec(row) for row in rows]
     problems, _ = blueprint_problems(specs, wires, defaults)
@@ -489,7 +490,7 @@ class ExecutionInputs:
                                "integrations", "secrets", "storage"}
         if unknown:
             raise invalid("detail", f"unknown field(s): {', '.join(sorted(unknown))}")
-        rows = list(parts.rows.values())
+        rows = member_lookup(parts.names)
         by_id = {spec.id: spec for spec in parts.templates}
         problems = Problems()
         self.overrides: dict[int, dict[str, Any]] = {}
@@ -516,10 +517,10 @@ class ExecutionInputs:
                 problems.add("source_code_versions", f"template not in blueprint: "
                                                      f"{str(ref)[:MAX_NAME]!r}")
                 continue
-            known = parts.rows[template_id].source_code_versions
+            known = parts.snapshots[template_id].get("source_code_versions", [])
             if not isinstance(version, str) or version not in known:
                 problems.add("source_code_versions",
-                             f"unknown version: {parts.rows[template_id].name} has no source "
+                             f"unknown version: {parts.names[template_id]} has no source "
                              f"code version {str(version)[:MAX_NAME]!r} (versions: "
                              f"{', '.join(known) or 'none'})")
             else:
@@ -645,8 +646,7 @@ def create_execution(*, user=None, blueprint: Blueprint,
                 execution=execution,
                 template_id=planned.template.id,
                 template_snapshot={
-                    **selectors.template_snapshot(parts.rows[planned.template.id]),
-                    "target": parts.rows[planned.template.id].workflow.target,
+                    **parts.snapshots[planned.template.id],
                     "blueprint_defaults": parts.defaults.get(planned.template.id, {}),
                 },
                 position=planned.position,
@@ -737,20 +737,13 @@ def update_execution(*, user=None, execution: Execution, data: Mapping[str, Any]
 
 def snapshot_parts(execution: Execution, steps: list[ExecutionStep]) -> selectors.BlueprintParts:
     """The execution's own templates and wiring, as snapshotted when it was created."""
-    rows = {step.template_id: step.template for step in
-            ExecutionStep.objects.filter(pk__in=[s.pk for s in steps]).select_related("template")}
-    for step in steps:  # the snapshot's versions, not the template's current ones
-        rows[step.template_id].source_code_versions = step.template_snapshot.get(
-            "source_code_versions", []
-        )
-        rows[step.template_id].name = step.template_snapshot.get("name", "")
     return selectors.BlueprintParts(
         templates=[selectors.template_spec_from(step.template_snapshot, step.template_id)
                    for step in steps],
         wiring=selectors.wires_from_snapshot(execution.wiring_snapshot),
         defaults={step.template_id: step.template_snapshot.get("blueprint_defaults", {})
                   for step in steps},
-        rows=rows,
+        snapshots={step.template_id: step.template_snapshot for step in steps},
     )
 
 

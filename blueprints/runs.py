@@ -38,6 +38,7 @@ from blueprints.selectors import template_spec_from, wires_from_snapshot
 from orchestrator import services as engine
 from orchestrator.crypto import decrypt_json
 from orchestrator.exceptions import OrchestratorError
+from orchestrator.extensions import STOPPED_STATUSES
 from orchestrator.models import RETRYABLE_STATUSES, Process, ProcessStatus
 from subscriptions.models import Subscription
 
@@ -133,6 +134,12 @@ def start_step(execution: Execution, step: ExecutionStep, facts: Facts,
             )
     except OrchestratorError as error:
         fail_step(step, f"could not start {step.template_snapshot['workflow']}: {error.message}")
+        return False
+    if process.status in STOPPED_STATUSES:  # e.g. cancelled at once by a concurrency limit
+        step.process = process
+        fail_step(step, f"{step.template_snapshot['workflow']} {process.status}: "
+                        f"{process.failed_reason or 'no reason given'}")
+        step.save(update_fields=["process"])
         return False
     step.status = StepStatus.IN_PROGRESS
     step.process = process

@@ -37,7 +37,7 @@ from blueprints.plan import Resolved, missing_required, resolve_variables
 from blueprints.selectors import template_spec_from, wires_from_snapshot
 from orchestrator import services as engine
 from orchestrator.crypto import decrypt_json
-from orchestrator.exceptions import OrchestratorError
+from orchestrator.exceptions import OrchestratorError, RunCancelled
 from orchestrator.extensions import STOPPED_STATUSES
 from orchestrator.models import RETRYABLE_STATUSES, Process, ProcessStatus
 from subscriptions.models import Subscription
@@ -124,22 +124,15 @@ def start_step(execution: Execution, step: ExecutionStep, facts: Facts,
         targets["product"] = step.template_snapshot.get("product")
     page = {name: value.value for name, value in resolved.items() if value.source}
     try:
-        with transaction.atomic():
-            process = engine.start_process(
-                workflow_name=step.template_snapshot["workflow"],
-                input_pages=[page],
-                parent=parent,
-                run_name=f"{execution.blueprint.name} · {spec.name}",
-                **targets,
-            )
+        process = start_child(execution, step, spec.name, page, parent, targets)
     except OrchestratorError as error:
         fail_step(step, f"could not start {step.template_snapshot['workflow']}: {error.message}")
         return False
-    if process.status in STOPPED_STATUSES:  # e.g. cancelled at once by a concurrency limit
+    if process.status in STOPPED_STATUSES:  # cancelled at once by a concurrency limit
         step.process = process
+        step.save(update_fields=["process"])
         fail_step(step, f"{step.template_snapshot['workflow']} {process.status}: "
                         f"{process.failed_reason or 'no reason given'}")
-        step.save(update_fields=["process"])
         return False
     step.status = StepStatus.IN_PROGRESS
     step.process = process
@@ -150,6 +143,20 @@ def start_step(execution: Execution, step: ExecutionStep, facts: Facts,
     step.save(update_fields=["status", "process", "error_message", "started_at", "completed_at",
                              "resolved_variables"])
     return True
+
+
+def start_child(execution: Execution, step: ExecutionStep, name: str, page: dict[str, Any],
+                parent: Process | None, targets: dict[str, Any]) -> Process:
+    """The step's process: stored, or (a start refused) nothing stored and the refusal
+    raised; a run its concurrency limit cancelled at once is kept, as it was stored."""
+    with transaction.atomic():  # a refusal rolls back to here, leaving nothing stored
+        try:
+            return engine.start_process(
+                workflow_name=step.template_snapshot["workflow"], input_pages=[page],
+                parent=parent, run_name=f"{execution.blueprint.name} · {name}", **targets,
+            )
+        except RunCancelled as cancelled:  # stored as cancelled: keep it
+            return cancelled.process
 
 
 def is_ready(step: ExecutionStep, facts: Facts) -> bool:

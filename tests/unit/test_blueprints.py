@@ -331,3 +331,25 @@ def test_no_process_is_started_twice_when_a_completion_is_reported_again(three_t
     with transaction.atomic():
         runs.process_stopped(net.process, "completed")
     assert Process.objects.count() == before
+
+
+def test_a_step_cancelled_at_its_start_by_a_concurrency_limit_is_in_error(synced):
+    """Two steps of a workflow limited to one run at a time (cancel_new): the second to
+    start is cancelled at once, and its step says so instead of waiting for ever."""
+    from orchestrator.runner import run_process
+
+    for name in ("first", "second"):
+        services.save_template(data={"name": name, "workflow": "wf_one_cancel_new",
+                                     "variables": [{"name": "hold", "default": 5}]})
+    blueprint = make_blueprint("limited", ["first", "second"])
+    execution = services.create_execution(blueprint=blueprint)
+    services.execute_execution(execution=execution)
+    execution.refresh_from_db()
+    run_process(str(execution.run_id))  # the run starts both; the limit cancels one
+    execution.refresh_from_db()
+    steps = steps_of(execution)
+    assert sorted(step.status for step in steps.values()) == ["error", "in_progress"]
+    cancelled = next(step for step in steps.values() if step.status == "error")
+    assert cancelled.process.status == "cancelled"
+    assert "wf_one_cancel_new cancelled" in cancelled.error_message
+    assert execution.status == "error"

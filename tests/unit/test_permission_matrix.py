@@ -58,7 +58,12 @@ class Row:
         return self.path.startswith("/api/")
 
 
-PLACEHOLDERS = ("workflow", "process", "subscription", "product", "schedule", "audit")
+PLACEHOLDERS = ("workflow", "process", "subscription", "product", "schedule", "audit",
+                "template", "blueprint", "execution", "integration", "secret", "storage")
+IMPORTED = {"kind": "blueprint", "version": 1,
+            "templates": [{"name": "imported-template", "workflow": "task_echo",
+                           "variables": [{"name": "text", "default": "x"}]}],
+            "blueprint": {"name": "imported-blueprint", "templates": ["imported-template"]}}
 
 # fmt: off
 TABLE = [
@@ -100,13 +105,46 @@ TABLE = [
     Row("GET", "/api/subscriptions/{subscription}/workflows/", "401 404 200|404 200 200 200 200"),
     Row("POST", "/api/subscriptions/{subscription}/set_in_sync/",
         "401 404 409|404 403 403 409|200 409|200"),
-    # ---- the blueprints API (lists; rows on objects: see NOT_IN_MATRIX) ----------
+    # ---- the blueprints API -------------------------------------------------------
     Row("GET", "/api/templates/", "401 200 200 200 200 200 200"),
+    Row("GET", "/api/templates/{template}/", "401 404 200|404 200 200 200 200"),
+    Row("PATCH", "/api/templates/{template}/", "401 404 403|404 403 403 200 200",
+        {"description": "changed"}),
+    Row("DELETE", "/api/templates/{template}/", "401 404 403|404 403 403 409 409"),  # in use
     Row("GET", "/api/blueprints/", "401 200 200 200 200 200 200"),
+    Row("GET", "/api/blueprints/{blueprint}/", "401 404 200|404 200 200 200 200"),
+    Row("PATCH", "/api/blueprints/{blueprint}/", "401 404 403|404 403 403 200 200",
+        {"description": "changed"}),
+    Row("DELETE", "/api/blueprints/{blueprint}/", "401 404 403|404 403 403 409 409"),  # runs
+    Row("GET", "/api/blueprints/{blueprint}/plan/", "401 404 200|404 200 200 200 200"),
+    Row("POST", "/api/blueprints/{blueprint}/plan/", "401 404 200|404 200 200 200 200", {}),
+    Row("GET", "/api/blueprints/{blueprint}/executions/", "401 404 200|404 200 200 200 200"),
+    Row("POST", "/api/blueprints/{blueprint}/executions/", "401 404 201|404 403 201 201 201",
+        {}),
+    Row("GET", "/api/blueprints/{blueprint}/export/", "401 404 200|404 200 200 200 200"),
+    Row("POST", "/api/blueprints/import/", "401 403 403 403 403 201 201", IMPORTED),
     Row("GET", "/api/executions/", "401 200 200 200 200 200 200"),
+    Row("GET", "/api/executions/{execution}/", "401 404 200|404 200 200 200 200"),
+    Row("PATCH", "/api/executions/{execution}/", "401 404 200|404 403 200 200 200", {}),
+    Row("POST", "/api/executions/{execution}/execute/", "401 404 200|404 403 200 200 200"),
+    Row("POST", "/api/executions/{execution}/teardown/",  # pending: nothing to tear down
+        "401 404 403|404 403 403 409 409"),
+    Row("DELETE", "/api/executions/{execution}/", "401 404 403|404 403 403 204 204"),
     Row("GET", "/api/integrations/", "401 200 200 200 200 200 200"),
+    Row("GET", "/api/integrations/{integration}/", "401 404 200|404 200 200 200 200"),
+    Row("PATCH", "/api/integrations/{integration}/", "401 404 403|404 403 403 200 200",
+        {"description": "changed"}),
+    Row("DELETE", "/api/integrations/{integration}/", "401 404 403|404 403 403 204 204"),
     Row("GET", "/api/secrets/", "401 200 200 200 200 200 200"),
+    Row("GET", "/api/secrets/{secret}/", "401 404 200|404 200 200 200 200"),
+    Row("PATCH", "/api/secrets/{secret}/", "401 404 403|404 403 403 200 200",
+        {"description": "changed"}),
+    Row("DELETE", "/api/secrets/{secret}/", "401 404 403|404 403 403 204 204"),
     Row("GET", "/api/storage-backends/", "401 200 200 200 200 200 200"),
+    Row("GET", "/api/storage-backends/{storage}/", "401 404 200|404 200 200 200 200"),
+    Row("PATCH", "/api/storage-backends/{storage}/", "401 404 403|404 403 403 200 200",
+        {"description": "changed"}),
+    Row("DELETE", "/api/storage-backends/{storage}/", "401 404 403|404 403 403 204 204"),
     # ---- pages (anonymous users are sent to the login page: 302) ----------------
     Row("GET", "/login/", "200 200 200 200 200 200 200"),
     Row("POST", "/logout/", "302 302 302 302 302 302 302"),
@@ -132,6 +170,8 @@ TABLE = [
     Row("POST", "/subscriptions/{subscription}/set-in-sync/", "302 404 302|404 403 403 302 302",
         {}),
     Row("GET", "/blueprints/", "302 200 200 200 200 200 200"),
+    Row("GET", "/blueprints/{blueprint}/", "302 404 200|404 200 200 200 200"),
+    Row("GET", "/blueprints/executions/{execution}/", "302 404 200|404 200 200 200 200"),
     # ---- the Django admin: staff only (the role users are not staff) ------------
     Row("GET", "/admin/", "302 302 302 302 302 302 200"),
     Row("GET", "/admin/orchestrator/process/", "302 302 302 302 302 302 200"),
@@ -139,17 +179,7 @@ TABLE = [
 # fmt: on
 
 # Named URLs the table does not need to cover, each with its reason.
-BLUEPRINTS_TODO = "blueprints: rows on its objects come with a granted/other pair in build_world"
-NOT_IN_MATRIX: dict[str, str] = {
-    name: BLUEPRINTS_TODO
-    for name in (
-        "api-blueprint-detail", "api-blueprint-executions", "api-blueprint-export",
-        "api-blueprint-import-", "api-blueprint-plan", "api-execution-detail",
-        "api-execution-execute", "api-execution-teardown", "api-integration-detail",
-        "api-secret-detail", "api-storage-backend-detail", "api-template-detail",
-        "blueprint-detail", "execution-detail",
-    )
-}
+NOT_IN_MATRIX: dict[str, str] = {}
 
 
 @dataclass
@@ -222,6 +252,7 @@ def build_world() -> World:
     assign_perm("subscriptions.set_in_sync", grants, mine)
     assign_perm("subscriptions.view_product", grants, box)
 
+    blueprint_objects = build_blueprint_world(grants)
     schedule = str(PeriodicTask.objects.order_by("pk").values_list("pk", flat=True).first())
     audit = record_action("engine.pause", user=world.users["admin"], summary="matrix")
     world.objects = {
@@ -231,11 +262,47 @@ def build_world() -> World:
         "product": (str(box.pk), str(hidden_product.pk)),
         "schedule": (schedule, schedule),
         "audit": (str(audit.pk), str(audit.pk)),
+        **{kind: (str(mine.pk), str(other.pk))
+           for kind, (mine, other) in blueprint_objects.items()},
     }
     world.hidden = [
         str(theirs.pk), theirs.description, str(holder.pk), hidden_product.name, "wf_audited",
+        *(str(other) for _, other in blueprint_objects.values()),
+        str(blueprint_objects["execution"][1].pk),
     ]
     return world
+
+
+def build_blueprint_world(grants) -> dict[str, tuple[Any, Any]]:
+    """Per kind of blueprints object, one "grants" may see (and execute, for a blueprint and
+    so its executions) and one nobody granted; the hidden ones are named "...-zeta"."""
+    from blueprints import services as blueprint_services
+
+    pairs: dict[str, tuple[Any, Any]] = {}
+    templates = [
+        blueprint_services.save_template(data={
+            "name": name, "workflow": "task_echo", "outputs": ["echoed"],
+            "variables": [{"name": "text", "default": "hello"}]})
+        for name in ("template-mine", "template-zeta")
+    ]
+    pairs["template"] = tuple(templates)
+    pairs["blueprint"] = tuple(
+        blueprint_services.save_blueprint(data={"name": name, "templates": [template.name]})
+        for name, template in (("blueprint-mine", templates[0]), ("blueprint-zeta", templates[1]))
+    )
+    pairs["execution"] = tuple(blueprint_services.create_execution(blueprint=blueprint)
+                               for blueprint in pairs["blueprint"])
+    pairs["integration"] = tuple(blueprint_services.save_integration(
+        data={"name": name, "kind": "aws"}) for name in ("integration-mine", "integration-zeta"))
+    pairs["secret"] = tuple(blueprint_services.save_secret(
+        data={"name": name, "value": "v"}) for name in ("secret_mine", "secret_zeta"))
+    pairs["storage"] = tuple(blueprint_services.save_storage(
+        data={"name": name, "kind": "s3"}) for name in ("storage-mine", "storage-zeta"))
+    for perm, kind in (("view_template", "template"), ("view_blueprint", "blueprint"),
+                       ("execute_blueprint", "blueprint"), ("view_integration", "integration"),
+                       ("view_secret", "secret"), ("view_storagebackend", "storage")):
+        assign_perm(f"blueprints.{perm}", grants, pairs[kind][0])
+    return pairs
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,8 @@ class OrchestratorConfig(AppConfig):
         # Runs after every app's permissions were created (post_migrate order follows
         # INSTALLED_APPS, and permissions come from django.contrib.auth's own handler).
         post_migrate.connect(_sync_roles, dispatch_uid="orchestrator.sync_roles")
-        from orchestrator import audit, extensions, registry  # noqa: F401 - audit: the login receivers
+        # audit: the login receivers; schedules: the periodic runs' outcome (task_postrun)
+        from orchestrator import audit, extensions, registry, schedules  # noqa: F401
         from orchestrator.flows.children import WakeParentFlows
 
         extensions.register(WakeParentFlows())

@@ -382,3 +382,20 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"
+
+
+class ScheduleRun(models.Model):
+    """How the last run of a periodic task ended, as the worker that ran it saw it
+    (celery-beat's own row only knows when it sent the task). One row per periodic task."""
+
+    name = models.CharField(max_length=200, unique=True, help_text="The periodic task's name.")
+    finished_at = models.DateTimeField()
+    succeeded = models.BooleanField()
+    summary = models.CharField(max_length=500, blank=True)
+    process = models.ForeignKey(
+        Process, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="The run it started (a workflow schedule).",
+    )
+
+    def __str__(self) -> str:
+        return f"{self.name}: {'ok' if self.succeeded else 'failed'} at {self.finished_at}"

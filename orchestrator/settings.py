@@ -215,6 +215,11 @@ CELERY_TASK_QUEUES = [
     Queue(name, routing_key=name) for name in ("core", "user", "internal")
 ]
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Beat writes a periodic task's last run and run count after every task it sends (its
+# default, every 3 minutes, left the schedules page saying "never" for the 30 s sweep).
+CELERY_BEAT_SYNC_EVERY = 1
+# No result backend, so no `celery.backend_cleanup` entry for beat to add to the schedules.
+CELERY_RESULT_EXPIRES = None
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_CONNECTION_MAX_RETRIES = env_int("CELERY_BROKER_CONNECTION_MAX_RETRIES", 3)

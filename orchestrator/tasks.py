@@ -14,8 +14,10 @@ def run_process_task(process_id: str) -> None:
 
 
 @shared_task(name="orchestrator.recovery_sweep", ignore_result=True)
-def recovery_sweep_task() -> int:
-    return services.recover_processes()
+def recovery_sweep_task() -> dict[str, int]:
+    """What celery-beat sends every ORCHESTRATOR_SWEEP_INTERVAL_SECONDS (its result is the
+    outcome the schedules page shows)."""
+    return {"requeued": services.recover_processes()}
 
 
 @shared_task(name="orchestrator.start_scheduled_workflow", ignore_result=True)

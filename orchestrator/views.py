@@ -22,12 +22,13 @@ from django.db.models import Count, Prefetch, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 from django_celery_beat.models import PeriodicTask
 from guardian.shortcuts import get_objects_for_user
 
-from orchestrator import concurrency, extensions, registry, selectors, services
+from orchestrator import concurrency, extensions, registry, schedules, selectors, services
 from orchestrator.api.filters import AuditEventFilter, WorkflowFilter
 from orchestrator.exceptions import (
     IdempotencyKeyReused,
@@ -461,29 +462,35 @@ def call_service(request: HttpRequest, response: HttpResponse, success: str, act
 
 @login_required
 def schedule_list(request: HttpRequest) -> HttpResponse:
+    """Each periodic task: its schedule in words, when it last ran and how that ended (for
+    a workflow schedule, the run it started), and when it runs next."""
     if not user_may(request.user, "django_celery_beat.view_periodictask"):
         raise PermissionDenied("You may not see the schedules.")
-    tasks = PeriodicTask.objects.select_related(
-        "crontab", "interval", "solar", "clocked"
-    ).order_by("name")
-    rows = [{"task": task, "schedule": describe_schedule(task)} for task in tasks]
+    tasks = list(
+        PeriodicTask.objects.select_related("crontab", "interval", "solar", "clocked")
+        .order_by("name")
+    )
+    outcomes = schedules.last_outcomes(tasks)
+    started = [run.process_id for run in outcomes.values() if run.process_id]
+    visible = set(
+        selectors.processes_for_user(request.user).filter(pk__in=started)
+        .values_list("pk", flat=True)
+    )
+    now = timezone.now()
+    rows = []
+    for task in tasks:
+        outcome = outcomes.get(task.name)
+        rows.append({
+            "task": task,
+            "workflow": task.name.removeprefix(schedules.SCHEDULE_PREFIX)
+            if task.name.startswith(schedules.SCHEDULE_PREFIX) else "",
+            "schedule": schedules.describe_schedule(task),
+            "cron": schedules.cron_of(task),
+            "next_run": schedules.next_run_at(task, now),
+            "outcome": outcome,
+            "process_visible": bool(outcome and outcome.process_id in visible),
+        })
     return render(request, "orchestrator/schedule_list.html", {"rows": rows})
-
-
-def describe_schedule(task: PeriodicTask) -> str:
-    if task.crontab_id:
-        crontab = task.crontab
-        fields = (crontab.minute, crontab.hour, crontab.day_of_month, crontab.month_of_year,
-                  crontab.day_of_week)
-        return f"cron {' '.join(fields)} ({crontab.timezone})"
-    if task.interval_id:
-        return f"every {task.interval.every} {task.interval.period}"
-    if task.solar_id:
-        return f"solar {task.solar.event}"
-    if task.clocked_id:
-        return f"once at {task.clocked.clocked_time:%Y-%m-%d %H:%M} UTC"
-    return "-"
-
 
 
 # --- the audit trail ------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from orchestrator import concurrency, extensions
 from orchestrator.extensions import Touched
 from orchestrator.forms import MAX_PAGES
 from orchestrator.models import AuditEvent, Process, Workflow
-from orchestrator.schedules import SCHEDULE_PREFIX, cron_of
+from orchestrator.schedules import SCHEDULE_PREFIX, cron_of, describe_schedule, next_run_at
 
 MAX_TAGS = 50
 # A form's JSON Schema, or null when there is no page to fill in.
@@ -323,12 +323,29 @@ class EngineSerializer(serializers.Serializer):
         ref_name = "EngineStatus"
 
 
+class ScheduleOutcomeSerializer(serializers.Serializer):
+    finished_at = serializers.DateTimeField()
+    succeeded = serializers.BooleanField()
+    summary = serializers.CharField()
+    process = serializers.UUIDField(allow_null=True)
+    process_status = serializers.CharField(allow_null=True)
+
+    class Meta:
+        ref_name = "ScheduleOutcome"
+
+
 class ScheduleSerializer(serializers.ModelSerializer):
     """A django-celery-beat periodic task: a workflow's cron schedule or an engine task."""
 
     workflow = serializers.SerializerMethodField()
     cron = serializers.SerializerMethodField()
     interval = serializers.SerializerMethodField()
+    schedule_in_words = serializers.SerializerMethodField()
+    next_run_at = serializers.SerializerMethodField()
+    last_outcome = serializers.SerializerMethodField(
+        help_text="How the worker finished the last run celery-beat sent (null before one "
+                  "finished); `process` is the run a workflow schedule started, when visible."
+    )
 
     class Meta:
         model = PeriodicTask
@@ -341,8 +358,11 @@ class ScheduleSerializer(serializers.ModelSerializer):
             "interval",
             "enabled",
             "queue",
+            "schedule_in_words",
             "last_run_at",
             "total_run_count",
+            "last_outcome",
+            "next_run_at",
         ]
         read_only_fields = fields
 
@@ -355,6 +375,29 @@ class ScheduleSerializer(serializers.ModelSerializer):
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_cron(self, task: PeriodicTask) -> str | None:
         return cron_of(task) or None
+
+    @extend_schema_field(serializers.CharField())
+    def get_schedule_in_words(self, task: PeriodicTask) -> str:
+        return describe_schedule(task)
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_next_run_at(self, task: PeriodicTask) -> str | None:
+        when = next_run_at(task)
+        return serializers.DateTimeField().to_representation(when) if when else None
+
+    @extend_schema_field(ScheduleOutcomeSerializer(allow_null=True))
+    def get_last_outcome(self, task: PeriodicTask) -> dict[str, Any] | None:
+        run = self.context.get("outcomes", {}).get(task.name)
+        if run is None:
+            return None
+        visible = run.process_id in self.context.get("visible_processes", ())
+        return ScheduleOutcomeSerializer({
+            "finished_at": run.finished_at,
+            "succeeded": run.succeeded,
+            "summary": run.summary if visible or not run.process_id else "started a process",
+            "process": run.process_id if visible else None,
+            "process_status": run.process.status if visible else None,
+        }).data
 
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_interval(self, task: PeriodicTask) -> str | None:

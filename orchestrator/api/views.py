@@ -35,7 +35,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from orchestrator import registry, selectors, services
+from orchestrator import registry, schedules, selectors, services
 from orchestrator.api.filters import AuditEventFilter, ProcessFilter, WorkflowFilter
 from orchestrator.api.serializers import (
     ApiErrorSerializer,
@@ -522,9 +522,26 @@ class ScheduleViewSet(JSONOnlyMixin, viewsets.ReadOnlyModelViewSet):
 
     permission_classes = [IsAuthenticated, CanViewSchedules]
     pagination_class = Pagination
-    queryset = PeriodicTask.objects.select_related("crontab", "interval").order_by("name")
+    queryset = PeriodicTask.objects.select_related(
+        "crontab", "interval", "solar", "clocked"
+    ).order_by("name")
     serializer_class = ScheduleSerializer
     filterset_fields = ["enabled"]
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        """The last outcome of every schedule, and which started runs the user may see,
+        read once per request (there are few schedules)."""
+        context = super().get_serializer_context()
+        if getattr(self, "swagger_fake_view", False):
+            return context
+        outcomes = schedules.last_outcomes(list(self.get_queryset()))
+        started = [run.process_id for run in outcomes.values() if run.process_id]
+        context["outcomes"] = outcomes
+        context["visible_processes"] = set(
+            selectors.processes_for_user(self.request.user).filter(pk__in=started)
+            .values_list("pk", flat=True)
+        )
+        return context
 
 
 # --- the audit trail ----------------------------------------------------------------------

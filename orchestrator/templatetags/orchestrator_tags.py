@@ -55,3 +55,27 @@ def nav_class(context, prefix: str) -> str:
     if prefix == "/":
         return "active" if path == "/" else ""
     return "active" if path.startswith(prefix) else ""
+
+
+@register.filter
+def relative(moment: datetime.datetime | None) -> str:
+    """"20 seconds ago", "in 3 hours, 5 minutes": seconds under a minute, else Django's words."""
+    from django.utils import timezone
+    from django.utils.timesince import timesince, timeuntil
+
+    if not isinstance(moment, datetime.datetime):
+        return ""
+    seconds = (moment - timezone.now()).total_seconds()
+    if abs(seconds) < 60:
+        count = max(int(abs(seconds)), 1)
+        text = f"{count} second{'s' if count != 1 else ''}"
+        return f"in {text}" if seconds > 0 else f"{text} ago"
+    return f"in {timeuntil(moment)}" if seconds > 0 else f"{timesince(moment)} ago"
+
+
+@register.filter
+def cron_words(expression: str) -> str:
+    """A cron expression in words ("At 02:00"), for the catalogue's schedule column."""
+    from orchestrator.schedules import cron_in_words
+
+    return cron_in_words(expression) if expression else ""

@@ -61,3 +61,36 @@ def test_start_on_a_create_workflow_asks_for_the_product_first(
     page.wait_for_url(re.compile(r"/processes/[0-9a-f-]{36}/$"))
     process = Process.objects.get(workflow__name="create_box")
     assert process.state["product"] == box_product.pk and enqueued == [str(process.pk)]
+
+
+def test_the_schedules_page_says_when_each_ran_how_it_ended_and_runs_next(
+    page, live_server, synced, tmp_path
+):
+    import datetime
+
+    from django.utils import timezone
+    from django_celery_beat.models import PeriodicTask
+
+    from orchestrator.schedules import SWEEP_TASK_NAME
+    from tests.unit.test_schedules import worker_ran
+
+    PeriodicTask.objects.filter(name=SWEEP_TASK_NAME).update(
+        last_run_at=timezone.now() - datetime.timedelta(seconds=20), total_run_count=120
+    )
+    worker_ran(SWEEP_TASK_NAME, {"requeued": 0})
+    process = start("task_clean_up_tasks")
+    run_process(str(process.pk))
+    PeriodicTask.objects.filter(name="workflow:task_clean_up_tasks").update(
+        last_run_at=timezone.now() - datetime.timedelta(hours=3), total_run_count=4
+    )
+    worker_ran("workflow:task_clean_up_tasks", str(process.pk))
+    log_in(page, live_server.url, user_with_role("viewer"))
+    page.click("nav.mainnav >> text=Schedules")
+    sweep = page.locator("tr", has_text=SWEEP_TASK_NAME).inner_text()
+    assert "Every 30 seconds" in sweep and "120 runs" in sweep and "requeued: 0" in sweep
+    assert "never" not in sweep.lower() and "in " in sweep
+    cleanup = page.locator("tr", has_text="workflow:task_clean_up_tasks")
+    assert "4 runs" in cleanup.inner_text() and "completed" in cleanup.inner_text()
+    keep(page, tmp_path, "schedules")
+    cleanup.locator(f"a[href='/processes/{process.pk}/']").click()
+    page.wait_for_url(re.compile(rf"/processes/{process.pk}/$"))

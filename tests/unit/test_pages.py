@@ -563,6 +563,7 @@ def test_schedules_page_lists_periodic_tasks(client, viewer):
     assert "workflow:task_resume_workflows" in page
     assert "*/5 * * * *" in page
     assert "orchestrator.recovery_sweep" in page
+    assert "Every 5 minutes" in html(client.get("/workflows/"))  # the catalogue's cron in words
 
 
 @pytest.mark.django_db

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import SimpleNamespace
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -15,6 +16,7 @@ from orchestrator.models import Process, Workflow
 from orchestrator.permissions import require
 from subscriptions.models import ProcessSubscription, Product, Subscription
 from subscriptions.selectors import (
+    SINGLE_WORKFLOW_TARGETS,
     SUBSCRIPTION_TARGETS,
     SubscriptionFacts,
     create_refusal,
@@ -199,6 +201,32 @@ def set_in_sync(*, subscription: Subscription, user=None) -> Subscription:
     return subscription
 
 
+def single_workflow_refusals(
+    definitions: list[Any], missing: dict[str, list[Product]]
+) -> dict[tuple[str, int], tuple[str, str]]:
+    """The links `product_types` asks for that would give a product a second create,
+    terminate or validate workflow: {(workflow, product id): (product name, reason)}."""
+    targets = {d.name: d.catalogue_row()["target"] for d in definitions if d.name in missing}
+    adding: dict[int, tuple[Product, list[str]]] = {}
+    for name, found in missing.items():
+        for product in found:
+            adding.setdefault(product.pk, (product, []))[1].append(name)
+    refused = {}
+    for product, names in adding.values():
+        for name in names:
+            target = targets.get(name)
+            if target not in SINGLE_WORKFLOW_TARGETS:
+                continue
+            same = [SimpleNamespace(name=n, target=target) for n in names
+                    if targets.get(n) == target]
+            reason = workflow_link_refusal(
+                product, [*product.workflows.filter(target=target), *same]
+            )
+            if reason:
+                refused[(name, product.pk)] = (product.name, reason)
+    return refused
+
+
 def link_product_type_workflows(
     definitions: list[Any], apply: bool = False
 ) -> list[tuple[str, str, dict[str, Any]]]:
@@ -219,8 +247,13 @@ def link_product_type_workflows(
                if p.product_type.name in product_types and (name, p.pk) not in linked]
         for name, product_types in wanted.items()
     }
+    refused = single_workflow_refusals(definitions, missing)
+    missing = {name: [p for p in found if (name, p.pk) not in refused]
+               for name, found in missing.items()}
     changes = [("products", name, {"link": [p.name for p in found]})
                for name, found in sorted(missing.items()) if found]
+    changes += [("refused", name, {"product": product, "reason": reason})
+                for (name, _), (product, reason) in sorted(refused.items())]
     if apply and changes:
         ids = dict(Workflow.objects.filter(name__in=missing).values_list("name", "pk"))
         through.objects.bulk_create(

@@ -88,3 +88,32 @@ def test_the_admin_form_refuses_it_on_the_field(client, box_product):
     data["workflows"] = [pk for pk in data["workflows"] if pk != other.pk]
     data["description"] = "changed"
     assert client.post(url, data).status_code == 302
+
+
+def test_migrate_workflows_refuses_a_product_types_link_that_breaks_the_rule(synced):
+    """`product_types` on a definition links it to those products in migrate_workflows; a
+    product that has a validate workflow already is refused (shown, not linked)."""
+    from django.core.management import call_command
+
+    from orchestrator.services import sync_workflows, workflow_changes
+    from subscriptions.models import ProductType
+
+    widget = ProductType.objects.create(name="Widget")
+    small = Product.objects.create(name="Small widget", product_type=widget)
+    large = Product.objects.create(name="Large widget", product_type=widget)
+    small.workflows.add(Workflow.objects.get(name="validate_box"))
+    changes = workflow_changes()
+    assert ("products", "wf_widget_check", {"link": ["Large widget"]}) in changes
+    refused = [c for c in changes if c[0] == "refused"]
+    assert refused == [("refused", "wf_widget_check", {
+        "product": "Small widget",
+        "reason": "Product Small widget already has the validate workflow validate_box: it "
+                  "cannot also have wf_widget_check (a product has " + RULE + ")",
+    })]
+    sync_workflows()
+    assert large.workflows.filter(name="wf_widget_check").exists()
+    assert list(small.workflows.filter(target="validate")) == [
+        Workflow.objects.get(name="validate_box")
+    ]
+    with pytest.raises(Exception, match="not applied"):  # still said, until an admin decides
+        call_command("migrate_workflows", "--check")

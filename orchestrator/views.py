@@ -522,14 +522,11 @@ def audit_list(request: HttpRequest) -> HttpResponse:
     """The audit trail: who did what outside the processes' own steps, when, from where."""
     events = selectors.audit_events_for_user(request.user)
     audit_filter = AuditPageFilter(request.GET or None, queryset=events)
-    if audit_filter.is_bound and not audit_filter.is_valid():
-        rows = events.none()  # say what is wrong rather than list everything
-    else:
-        rows = audit_filter.qs
-    page = Paginator(rows, PAGE_SIZE * 2).get_page(request.GET.get("page"))
+    page = Paginator(audit_filter.rows(), PAGE_SIZE * 2).get_page(request.GET.get("page"))
     for event in page.object_list:
         name = AUDIT_OBJECT_PAGES.get(event.object_type)
         gone = event.action.endswith(".delete")
         event.url = reverse(name, args=[event.object_id]) if name and not gone else ""
     context = {"filter": audit_filter, "page": page, "events": page.object_list}
-    return render(request, "orchestrator/audit_list.html", context)
+    status = 400 if audit_filter.errors else 200
+    return render(request, "orchestrator/audit_list.html", context, status=status)

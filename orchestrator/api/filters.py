@@ -69,7 +69,7 @@ class IPAddressFilter(django_filters.Filter):
     field_class = forms.GenericIPAddressField
 
 
-class AuditEventFilter(django_filters.FilterSet):
+class AuditEventFilter(StrictFilterSet):
     """Filters of the audit trail, shared by `/api/audit/` and the audit page."""
 
     actor = django_filters.CharFilter(

@@ -10,7 +10,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Prefetch, Q, QuerySet
+from django import forms
+from django.db.models import Count, Prefetch, Q, QuerySet
 from guardian.shortcuts import get_objects_for_user
 
 from blueprints.models import (
@@ -20,6 +21,7 @@ from blueprints.models import (
     ExecutionStep,
     Integration,
     Secret,
+    StepStatus,
     StorageBackend,
     Template,
     WiringRule,
@@ -66,6 +68,24 @@ def templates_for_user(user) -> QuerySet[Template]:
 
 def blueprints_for_user(user) -> QuerySet[Blueprint]:
     return visible(user, "blueprints.view_blueprint", Blueprint)
+
+
+def blueprints_with_counts(queryset: QuerySet[Blueprint]) -> QuerySet[Blueprint]:
+    """Blueprints with their number of templates (`template_count`), by name."""
+    return queryset.annotate(template_count=Count("members", distinct=True)).order_by("name")
+
+
+def executions_with_progress(queryset: QuerySet[Execution]) -> QuerySet[Execution]:
+    """Executions with their number of steps (`step_count`) and of done ones (`done_count`)."""
+    return queryset.annotate(
+        step_count=Count("steps", distinct=True),
+        done_count=Count("steps", filter=Q(steps__status=StepStatus.DONE), distinct=True),
+    )
+
+
+def blueprints_using(user, template: Template) -> QuerySet[Blueprint]:
+    """The blueprints the user may view that hold `template`."""
+    return blueprints_for_user(user).filter(members__template=template).order_by("name")
 
 
 def integrations_for_user(user) -> QuerySet[Integration]:
@@ -179,17 +199,43 @@ def schema_type(prop: dict[str, Any]) -> str:
     return kind if kind in VARIABLE_TYPES else "any"
 
 
+class Unregistered(Exception):
+    """The workflow is not in the code registry."""
+
+
+def workflow_first_form(workflow_name: str) -> type[forms.BaseForm] | None:
+    """The form class of a registered workflow's first input page (None: it takes no
+    input, or its form's own code failed); raises Unregistered."""
+    definition = registry.get_definition(workflow_name)
+    if definition is None:
+        raise Unregistered(workflow_name)
+    try:
+        spec = definition.load()
+        return validate_pages(spec.initial_input_form, [], state={}).next_form
+    except Exception:  # the form's own code failed: treat it as taking no input
+        logger.exception("could not read the input form of %r", workflow_name)
+        return None
+
+
+def workflow_first_form_fields(workflow_name: str) -> dict[str, forms.Field]:
+    """The form fields of a workflow's first input page, by name (none when it is not
+    registered): the Execute form offers its variables with their choices and bounds."""
+    try:
+        form_class = workflow_first_form(workflow_name)
+    except Unregistered:
+        return {}
+    return dict(form_class.base_fields) if form_class is not None else {}
+
+
 @functools.lru_cache(maxsize=512)
 def workflow_form_fields(workflow_name: str) -> dict[str, dict[str, Any]] | None:
     """The fields of a registered workflow's first input page: {name: {"type", "required",
     "secret"}}; None when the workflow is not registered. The code registry does not change
     while a process runs, so this is computed once per workflow."""
-    definition = registry.get_definition(workflow_name)
-    if definition is None:
-        return None
     try:
-        spec = definition.load()
-        schema = form_json_schema(validate_pages(spec.initial_input_form, [], state={}).next_form)
+        schema = form_json_schema(workflow_first_form(workflow_name))
+    except Unregistered:
+        return None
     except Exception:  # the form's own code failed: treat it as taking no input
         logger.exception("could not read the input form of %r", workflow_name)
         return {}

@@ -180,7 +180,9 @@ class ExecutionFilter(StrictFilterSet):
 @login_required
 def execution_list(request: HttpRequest) -> HttpResponse:
     user = request.user
-    executions = selectors.executions_with_progress(selectors.executions_for_user(user))
+    executions = selectors.executions_with_progress(
+        selectors.executions_for_user(user)
+    ).order_by("-created_at", "-pk")
     execution_filter = ExecutionFilter(
         request.GET or None, queryset=executions,
         blueprints=selectors.blueprints_for_user(user).order_by("name"),

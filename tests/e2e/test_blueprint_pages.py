@@ -14,20 +14,13 @@ import pytest
 from blueprints import demo, services
 from blueprints.models import Blueprint, Execution, Template
 from tests.e2e.test_browser import log_in
+from tests.e2e.test_newcomer import keep
 from tests.factories import user_with_role
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "docs" / "blueprint.png"
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-
-def keep(page, tmp_path, name: str) -> None:
-    """KEEP_SCREENSHOTS=1 keeps a picture of the page to look at."""
-    if os.environ.get("KEEP_SCREENSHOTS"):
-        path = tmp_path / f"{name}.png"
-        page.screenshot(path=str(path), full_page=True)
-        print("screenshot:", path)
 
 
 @pytest.fixture

@@ -77,9 +77,9 @@ BOOLEAN_FIELDS = (forms.BooleanField, forms.NullBooleanField)
 
 def boolean_field() -> forms.Field:
     """true, false, or not given (a checkbox cannot say "not given")."""
-    return forms.NullBooleanField(widget=forms.Select(choices=[
-        ("unknown", NO_CHOICE[1]), ("true", "true"), ("false", "false"),
-    ]))
+    widget = forms.NullBooleanSelect()
+    widget.choices = [("unknown", NO_CHOICE[1]), ("true", "true"), ("false", "false")]
+    return forms.NullBooleanField(widget=widget)
 
 
 def variable_field(variable: VariableSpec, form_field: forms.Field | None) -> forms.Field:

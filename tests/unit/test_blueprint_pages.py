@@ -485,3 +485,10 @@ def test_the_navigation_reaches_every_blueprint_page(client, viewer, three_tier)
     page = html(client.get(reverse("blueprint-list")))
     for name in ("blueprint-list", "template-list", "execution-list"):
         assert f'href="{reverse(name)}"' in page
+
+
+def test_a_boolean_variable_shows_its_default_selected(client, operator, three_tier):
+    logged_in(client, operator)
+    page = html(client.get(reverse("blueprint-detail", args=[three_tier.pk])))
+    select = page.split(f'name="{var("db", "fail")}"')[1].split("</select>")[0]
+    assert '<option value="false" selected>false</option>' in select

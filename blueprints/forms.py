@@ -171,7 +171,8 @@ class ExecutionForm(forms.Form):
         self.plan = selectors.plan_parts(parts, {int(k): v for k, v in stored.items()})
         super().__init__(*args, **kwargs)
         self.templates = {step.template.id: step.template for step in self.plan.steps}
-        versions = {key: row.source_code_versions for key, row in parts.rows.items()}
+        versions = {key: snapshot.get("source_code_versions", [])
+                    for key, snapshot in parts.snapshots.items()}
         for step in self.plan.steps:
             if step.template.id in frozen:
                 continue

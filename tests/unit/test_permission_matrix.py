@@ -171,7 +171,20 @@ TABLE = [
         {}),
     Row("GET", "/blueprints/", "302 200 200 200 200 200 200"),
     Row("GET", "/blueprints/{blueprint}/", "302 404 200|404 200 200 200 200"),
+    Row("POST", "/blueprints/{blueprint}/execute/", "302 404 302|404 403 302 302 302", {}),
+    Row("GET", "/blueprints/templates/", "302 200 200 200 200 200 200"),
+    Row("GET", "/blueprints/templates/{template}/", "302 404 200|404 200 200 200 200"),
+    Row("GET", "/blueprints/executions/", "302 200 200 200 200 200 200"),
+    Row("GET", "/blueprints/executions/?blueprint={blueprint}",  # a hidden one: unreadable
+        "302 400 200|400 200 200 200 200"),
     Row("GET", "/blueprints/executions/{execution}/", "302 404 200|404 200 200 200 200"),
+    Row("GET", "/blueprints/executions/{execution}/fragment/", "302 404 200|404 200 200 200 200"),
+    Row("POST", "/blueprints/executions/{execution}/update/", "302 404 302|404 403 302 302 302",
+        {}),
+    Row("POST", "/blueprints/executions/{execution}/teardown/",  # pending: refused, said why
+        "302 404 403|404 403 403 302 302", {}),
+    Row("POST", "/blueprints/executions/{execution}/delete/", "302 404 403|404 403 403 302 302",
+        {}),
     # ---- the Django admin: staff only (the role users are not staff) ------------
     Row("GET", "/admin/", "302 302 302 302 302 302 200"),
     Row("GET", "/admin/orchestrator/process/", "302 302 302 302 302 302 200"),

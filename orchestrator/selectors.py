@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from guardian.shortcuts import get_objects_for_user
 
 from orchestrator.models import AuditEvent, EngineSettings, Process, ProcessStep, Workflow
@@ -38,6 +38,14 @@ def processes_for_user(user) -> QuerySet[Process]:
     return get_objects_for_user(
         user, "orchestrator.view_process", klass=Process, accept_global_perms=True
     ).select_related("workflow")
+
+
+def with_parent_visibility(queryset: QuerySet[Process], user) -> QuerySet[Process]:
+    """Annotate `parent_visible`: whether `user` may view each process's parent, so a child
+    they may see never names a parent they may not (one subquery, no query per row)."""
+    return queryset.annotate(
+        parent_visible=Exists(processes_for_user(user).filter(pk=OuterRef("parent_id")))
+    )
 
 
 def audit_events_for_user(user) -> QuerySet[AuditEvent]:

@@ -310,9 +310,8 @@ def process_list(request: HttpRequest) -> HttpResponse:
 
 def visible_process(request: HttpRequest, pk) -> Process:
     """The process if the user may see it; a 404 otherwise, never a leak."""
-    return get_object_or_404(
-        selectors.processes_for_user(request.user).select_related("created_by", "parent"), pk=pk
-    )
+    visible = selectors.processes_for_user(request.user).select_related("created_by", "parent")
+    return get_object_or_404(selectors.with_parent_visibility(visible, request.user), pk=pk)
 
 
 def input_form_for(process: Process, request: HttpRequest) -> tuple[PagedForm | None, str]:

@@ -94,7 +94,9 @@ class ProcessSerializer(serializers.ModelSerializer):
     created_by = serializers.CharField(
         source="created_by.username", read_only=True, allow_null=True, default=None
     )
-    parent = serializers.UUIDField(source="parent_id", read_only=True, allow_null=True)
+    parent = serializers.SerializerMethodField(
+        help_text="The parent process, when the user may view it (else null)."
+    )
 
     class Meta:
         model = Process
@@ -118,6 +120,11 @@ class ProcessSerializer(serializers.ModelSerializer):
         extra_kwargs = {"slot_requested_at": {
             "help_text": "Set while the run waits (queued) for a concurrency slot."
         }}
+
+    @extend_schema_field(serializers.UUIDField(allow_null=True))
+    def get_parent(self, process: Process) -> Any:
+        # `parent_visible` comes from selectors.with_parent_visibility; unknown: not shown.
+        return process.parent_id if getattr(process, "parent_visible", False) else None
 
     @extend_schema_field(serializers.ListField(child=serializers.CharField()))
     def get_tags(self, process: Process) -> list[str]:

@@ -314,6 +314,7 @@ class ProcessViewSet(
         if getattr(self, "swagger_fake_view", False):
             return Process.objects.none()
         visible = selectors.processes_for_user(self.request.user)
+        visible = selectors.with_parent_visibility(visible, self.request.user)
         return with_list_relations(visible).order_by("-started_at", "-pk")
 
     def get_serializer_class(self):
@@ -337,7 +338,7 @@ class ProcessViewSet(
     ) -> Response:
         if reload:
             # Read back what the services wrote, with the relations the serializer reads.
-            process = with_list_relations(Process.objects.all()).get(pk=process.pk)
+            process = self.get_queryset().get(pk=process.pk)
         context = {
             **self.get_serializer_context(),
             "steps": selectors.process_step_diffs(process),

@@ -193,3 +193,22 @@ def test_products_list_only_the_workflows_the_user_may_view(box_product, api, cl
     client.force_login(user)
     page = client.get("/subscriptions/products/").content.decode()
     assert "create_box" in page and "terminate_box" not in page and "modify_note" not in page
+
+
+# --- the same class elsewhere: a child never names a parent the user may not view ---------
+
+
+def test_a_child_never_names_a_parent_the_user_may_not_view(granted, api, client):
+    from orchestrator import services
+
+    parent = services.start_process(workflow_name="wf_counted", input_pages=[{"steps": 1}])
+    child = services.start_process(workflow_name="wf_counted", input_pages=[{"steps": 1}],
+                                   user=granted, parent=parent)
+    assert api(granted).get(f"/api/processes/{child.pk}/").json()["parent"] is None
+    listed = api(granted).get("/api/processes/").json()["results"]
+    assert [row["parent"] for row in listed] == [None]
+    client.force_login(granted)
+    assert str(parent.pk) not in client.get(f"/processes/{child.pk}/").content.decode()
+    assign_perm("orchestrator.view_process", granted, parent)
+    assert api(granted).get(f"/api/processes/{child.pk}/").json()["parent"] == str(parent.pk)
+    assert str(parent.pk) in client.get(f"/processes/{child.pk}/").content.decode()

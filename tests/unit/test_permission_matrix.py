@@ -251,9 +251,11 @@ def build_world() -> World:
     # An open run of the system holds `mine` out of sync: its reasons must not name it.
     holder = services.start_process(workflow_name="modify_box", subscription=mine.pk,
                                     input_pages=[{"size": 7}])
-    # A failed task run, retryable and deletable.
+    # A failed task run, retryable and deletable...
     task = services.start_process(workflow_name="wf_counted", input_pages=[{"steps": 1}])
-    Process.objects.filter(pk=task.pk).update(status="failed", failed_reason="boom")
+    # ... a child of that run: the grants user sees the child, never its parent's id.
+    Process.objects.filter(pk=task.pk).update(status="failed", failed_reason="boom",
+                                              parent=holder)
 
     for name in ("wf_input", "create_box"):
         workflow = Workflow.objects.get(name=name)

@@ -219,7 +219,7 @@ class ExecutionForm(forms.Form):
                 value = self.json_value(name)
                 problem = None if value is None else value_problem(variable, value)
                 if problem and name not in self.errors:
-                    self.add_error(name, f"{variable.name} {problem}")
+                    self.add_error(name, problem)
         return cleaned
 
     def json_value(self, name: str) -> Any:
@@ -276,6 +276,21 @@ class ExecutionForm(forms.Form):
             "secrets": [item.pk for item in data.get("secrets") or []],
             "storage": data["storage"].pk if data.get("storage") else None,
         }
+
+    def invalid_fields(self) -> list[tuple[str, str]]:
+        """(what, element id) of each field with an error, to list them above a long form."""
+        found = []
+        for name in self.errors:
+            if name not in self.fields:
+                continue
+            kind, _, rest = name.partition("-")
+            template_id, _, variable = rest.partition("-")
+            template = self.templates.get(int(template_id)) if template_id.isdigit() else None
+            what = self.fields[name].label or name
+            if template is not None:
+                what = f"{template.name} · {variable or what.lower()}"
+            found.append((what, self[name].id_for_label))
+        return found
 
     def bound(self, name: str) -> forms.BoundField | None:
         return self[name] if name in self.fields else None

@@ -220,7 +220,7 @@ def test_create_without_executing_leaves_a_pending_execution(client, operator, t
     (("app", "size"), "seven", "Enter a whole number."),
     (("app", "size"), "-1", "greater than or equal to 0"),
     (("app", "items"), "[not json", "Enter a valid JSON."),
-    (("app", "items"), '{"an": "object"}', "items expects array, got object"),
+    (("app", "items"), '{"an": "object"}', "expects array, got object"),
     (("net", "name"), "n" * 51, "at most 50 characters"),
     (("net", "name"), "<script>alert(1)</script>" * 3, "at most 50 characters"),
     (("db", "fail"), "perhaps", None),  # not a choice: read as not given, so no override
@@ -243,6 +243,7 @@ def test_bad_variable_values_are_refused_naming_the_field(client, operator, thre
     assert any(message in error for error in form.errors[name]), form.errors
     text = html(response)
     assert "Nothing was created." in text and f"{field[1]}: " in text
+    assert f'<a href="#id_{name}">{field[0]} · {field[1]}</a>' in text
     assert "<script>alert(1)</script>" not in text
 
 

@@ -190,9 +190,10 @@ class ExecutionForm(forms.Form):
                              *[(v, v) for v in versions[step.template.id]]],
                 )
             self.fields[f"parents-{step.template.id}"] = VisibleModelMultipleChoiceField(
-                Subscription.objects.exclude(status="terminated").order_by("description"),
+                Subscription.objects.filter(status="active").order_by("description"),
                 required=False, label="Parent resources",
-                help_text="Instead of the resources of the steps it waits for.",
+                help_text="Active subscriptions to use instead of the resources of the steps "
+                          "it waits for.",
             )
         self.initial.update(self.current_choices())
         bind_user(self, user)

@@ -493,3 +493,32 @@ def test_a_boolean_variable_shows_its_default_selected(client, operator, three_t
     page = html(client.get(reverse("blueprint-detail", args=[three_tier.pk])))
     select = page.split(f'name="{var("db", "fail")}"')[1].split("</select>")[0]
     assert '<option value="false" selected>false</option>' in select
+
+
+def test_chosen_parents_integrations_secrets_and_storage_reach_the_execution(client, operator,
+                                                                          three_tier):
+    first = services.create_execution(blueprint=three_tier)
+    services.execute_execution(execution=first)
+    drain()
+    parent = steps_of(first)["net"].resource
+    secret = services.save_secret(data={"name": "api_token", "value": "tok-123456"})
+    integration = services.save_integration(data={"name": "aws-prod", "kind": "aws"})
+    storage = services.save_storage(data={"name": "state", "kind": "s3"})
+    logged_in(client, operator)
+    page = client.get(reverse("blueprint-detail", args=[three_tier.pk]))
+    offered = page.context["form"].fields[f"parents-{ids()['app']}"].queryset
+    assert parent in offered
+    response = client.post(reverse("blueprint-execute", args=[three_tier.pk]), {
+        **prefilled(page), f"parents-{ids()['app']}": str(parent.pk),
+        "secrets": str(secret.pk), "integrations": str(integration.pk),
+        "storage": str(storage.pk), "then": "review",
+    })
+    assert response.status_code == 302
+    execution = Execution.objects.exclude(pk=first.pk).get()
+    assert execution.parent_overrides == {str(ids()["app"]): [str(parent.pk)]}
+    assert list(execution.secrets.all()) == [secret]
+    assert list(execution.integrations.all()) == [integration]
+    assert execution.storage == storage
+    edit = client.get(reverse("execution-detail", args=[execution.pk])).context["form"]
+    assert edit.initial["storage"] == storage.pk and edit.initial["secrets"] == [secret.pk]
+    assert edit.initial[f"parents-{ids()['app']}"] == [str(parent.pk)]

@@ -399,3 +399,15 @@ class ScheduleRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}: {'ok' if self.succeeded else 'failed'} at {self.finished_at}"
+
+
+class NamedLock(models.Model):
+    """A held named lock where the database has no advisory locks (orchestrator.lock)."""
+
+    key = models.BigIntegerField(unique=True)
+    label = models.CharField(max_length=401)
+    owner = models.CharField(max_length=32)
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return self.label

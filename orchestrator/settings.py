@@ -287,6 +287,8 @@ ORCHESTRATOR_FLOW_MAX_WORKERS = env_int("ORCHESTRATOR_FLOW_MAX_WORKERS", 8)
 ORCHESTRATOR_CHILD_POLL_SECONDS = env_int("ORCHESTRATOR_CHILD_POLL_SECONDS", 300)
 # Runnable processes not picked up within this many seconds are enqueued again by the sweep.
 ORCHESTRATOR_REQUEUE_AFTER_SECONDS = env_int("ORCHESTRATOR_REQUEUE_AFTER_SECONDS", 30)
+# How long `orchestrator.lock` waits for a named lock before LockTimeout (per lock: timeout=).
+ORCHESTRATOR_LOCK_TIMEOUT_SECONDS = env_int("ORCHESTRATOR_LOCK_TIMEOUT_SECONDS", 300)
 
 # --- Subscription usability rules (DESIGN §5) ---------------------------------------------
 # Which lifecycles a workflow may run on, by workflow name; unnamed workflows: active only,

@@ -5,9 +5,12 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.targets import Target
+
+if TYPE_CHECKING:
+    from orchestrator.client import WorkflowClient
 
 
 class WorkflowType(StrEnum):
@@ -112,27 +115,8 @@ class WorkflowDefinition:
         }
 
 
-class WorkflowClient:
-    """Infrahub-style entry points for starting runs from code."""
-
-    def submit_workflow(
-        self,
-        workflow: str,
-        parameters: dict[str, Any] | None = None,
-        context: dict[str, Any] | None = None,
-    ) -> str:
-        """Start a run and return its id without waiting (fire and forget)."""
-        from orchestrator.services import start_process
-
-        context = context or {}
-        process = start_process(
-            workflow_name=workflow,
-            input_pages=[parameters or {}],
-            user=context.get("user"),
-            tags=context.get("tags", ()),
-        )
-        return str(process.id)
-
-
 def get_workflow() -> WorkflowClient:
+    """Infrahub's entry point for starting runs from code (orchestrator.client)."""
+    from orchestrator.client import WorkflowClient
+
     return WorkflowClient()

@@ -13,12 +13,14 @@ T = TypeVar("T")
 
 
 def in_event_loop() -> bool:
-    """Whether this thread runs an event loop (where the ORM must not be called directly)."""
+    """Whether this code runs inside a coroutine (where the ORM must not be called directly,
+    and a call must hand back an awaitable). A loop merely marked running in this thread
+    with no task in it (a sync library driving one, as Playwright's does) does not count."""
     try:
-        asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
     except RuntimeError:
         return False
-    return True
+    return asyncio.current_task(loop) is not None
 
 
 def awaitable_in_async(func: Callable[..., T]) -> Callable[..., Any]:

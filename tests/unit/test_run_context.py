@@ -113,3 +113,26 @@ def test_child_call_keys_number_the_calls_of_one_step():
         ]
     with running("p", "wf", "Make children", 3) as again:  # a later attempt: same keys
         assert again.next_call_key() == "3:Make children:0"
+
+
+def test_only_code_inside_a_coroutine_counts_as_async():
+    """A loop marked running in this thread with no task in it (Playwright's sync API leaves
+    one) is not async code: the ORM may be called and calls answer at once."""
+    from orchestrator.aio import in_event_loop
+
+    loop = asyncio.new_event_loop()
+    asyncio._set_running_loop(loop)
+    try:
+        assert not in_event_loop()
+    finally:
+        asyncio._set_running_loop(None)
+        loop.close()
+
+    async def inside() -> bool:
+        return in_event_loop()
+
+    outcome = []
+    thread = threading.Thread(target=lambda: outcome.append(asyncio.run(inside())))
+    thread.start()
+    thread.join()
+    assert outcome == [True]

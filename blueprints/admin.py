@@ -71,7 +71,11 @@ class ServiceForm(forms.ModelForm):
         cleaned = super().clean()
         if not self.errors:
             try:
-                services.check(type(self).save_service, **self.service_kwargs())
+                check = getattr(type(self), "check_service", None)
+                if check is not None:  # the save's own checks, writing nothing
+                    check(**self.service_kwargs())
+                else:
+                    services.check(type(self).save_service, **self.service_kwargs())
             except OrchestratorError as error:
                 add_errors(self, error)
             except PermissionDenied as error:
@@ -178,6 +182,7 @@ class TemplateAdmin(ServiceAdmin):
 
 class BlueprintForm(ServiceForm):
     save_service = staticmethod(services.save_blueprint)
+    check_service = staticmethod(services.validate_blueprint)
     instance_name = "blueprint"
     members = VisibleModelMultipleChoiceField(
         Template.objects.order_by("name"), label="Templates", required=False,

@@ -7,6 +7,7 @@ rule; nothing is written when anything is refused."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
@@ -384,15 +385,30 @@ def clean_defaults(raw: Mapping[str, Any], rows: dict[str, int],
     return defaults
 
 
-def save_blueprint(*, user=None, blueprint: Blueprint | None = None,
-                   data: Mapping[str, Any]) -> Blueprint:
-    """Create or change a blueprint (partial `data` when changing). Refused, naming the rule,
-    on a cycle, self-wiring, unknown outputs or variables, type mismatches, wrong defaults."""
+@dataclass
+class CleanBlueprint:
+    """A blueprint payload that passed every rule, ready to be written."""
+
+    name: str
+    description: str
+    enabled: bool
+    templates: list[Template]
+    wiring: list[Wire]
+    defaults: dict[int, dict[str, Any]]
+
+
+def validate_blueprint(*, user=None, blueprint: Blueprint | None = None,
+                       data: Mapping[str, Any]) -> CleanBlueprint:
+    """Every rule a blueprint's save applies, nothing written: a cycle (named), self-wiring,
+    unknown outputs or variables, type mismatches, wrong defaults, templates the user may
+    not view. Forms (admin, pages) call it to show the same refusals as the API."""
     require(user, "blueprints.change_blueprint" if blueprint else "blueprints.add_blueprint",
             blueprint)
     if not isinstance(data, Mapping):
         raise invalid("detail", "a blueprint must be an object")
-    current = blueprint_data(blueprint) if blueprint else {}
+    missing = tuple(key for key in ("templates", "default_variables", "wiring")
+                    if key not in data)
+    current = blueprint_data(blueprint, fields=missing) if blueprint else {}
     merged = {**current, **data}
     name = clean_text(merged, "name", required=True, max_length=MAX_NAME)
     enabled = merged.get("enabled", True)
@@ -413,47 +429,64 @@ def save_blueprint(*, user=None, blueprint: Blueprint | None = None,
     if Blueprint.objects.filter(name=name).exclude(pk=blueprint.pk if blueprint else None
                                                    ).exists():
         raise invalid("name", f"a blueprint named {name!r} exists already")
+    return CleanBlueprint(name=name, description=clean_text(merged, "description"),
+                          enabled=enabled, templates=rows, wiring=wires, defaults=defaults)
+
+
+def save_blueprint(*, user=None, blueprint: Blueprint | None = None,
+                   data: Mapping[str, Any]) -> Blueprint:
+    """Create or change a blueprint (partial `data` when changing), refused by
+    `validate_blueprint`'s rules, naming them; written in one transaction."""
+    clean = validate_blueprint(user=user, blueprint=blueprint, data=data)
     with transaction.atomic():
         row = blueprint or Blueprint(created_by=user if user and user.is_authenticated else None)
-        row.name, row.enabled = name, enabled
-        row.description = clean_text(merged, "description")
+        row.name, row.enabled, row.description = clean.name, clean.enabled, clean.description
         row.full_clean(exclude=["created_by"])
         row.save()
         row.members.all().delete()
         row.wiring.all().delete()
         BlueprintTemplate.objects.bulk_create(
             BlueprintTemplate(blueprint=row, template=template, order=index,
-                              default_variables=defaults.get(template.pk, {}))
-            for index, template in enumerate(rows)
+                              default_variables=clean.defaults.get(template.pk, {}))
+            for index, template in enumerate(clean.templates)
         )
         WiringRule.objects.bulk_create(
             WiringRule(blueprint=row, source_template_id=wire.source, source_output=wire.output,
                        target_template_id=wire.target, target_variable=wire.variable)
-            for wire in wires
+            for wire in clean.wiring
         )
         record_action("blueprint.change" if blueprint else "blueprint.create", user=user,
-                      target=row, detail={"templates": len(rows), "wiring": len(wires)})
+                      target=row, detail={"templates": len(clean.templates),
+                                          "wiring": len(clean.wiring)})
     return row
 
 
-def blueprint_data(blueprint: Blueprint, by_name: bool = False) -> dict[str, Any]:
-    """A blueprint's fields as a payload, templates by id (or by name for export)."""
-    members = list(blueprint.members.select_related("template"))
-    ref = {m.template_id: (m.template.name if by_name else m.template_id) for m in members}
-    return {
-        "name": blueprint.name,
-        "description": blueprint.description,
-        "enabled": blueprint.enabled,
-        "templates": [ref[m.template_id] for m in members],
-        "default_variables": {ref[m.template_id]: m.default_variables for m in members
-                              if m.default_variables},
-        "wiring": [
-            {"source_template": ref[rule.source_template_id], "source_output": rule.source_output,
-             "target_template": ref[rule.target_template_id],
-             "target_variable": rule.target_variable}
-            for rule in blueprint.wiring.all()
-        ],
-    }
+def blueprint_data(blueprint: Blueprint, by_name: bool = False,
+                   fields: tuple[str, ...] = ("templates", "default_variables", "wiring"),
+                   ) -> dict[str, Any]:
+    """A blueprint's fields as a payload, templates by id (or by name for export); only the
+    relations named in `fields` are read (plain values: thousands of templates are cheap)."""
+    data: dict[str, Any] = {"name": blueprint.name, "description": blueprint.description,
+                            "enabled": blueprint.enabled}
+    if not fields:
+        return data
+    members = list(BlueprintTemplate.objects.filter(blueprint=blueprint).order_by("order", "pk")
+                   .values_list("template_id", "template__name", "default_variables"))
+    ref = {template_id: (name if by_name else template_id) for template_id, name, _ in members}
+    if "templates" in fields:
+        data["templates"] = [ref[template_id] for template_id, _, _ in members]
+    if "default_variables" in fields:
+        data["default_variables"] = {ref[template_id]: values
+                                     for template_id, _, values in members if values}
+    if "wiring" in fields:
+        rules = WiringRule.objects.filter(blueprint=blueprint).order_by("pk").values_list(
+            "source_template_id", "source_output", "target_template_id", "target_variable")
+        data["wiring"] = [
+            {"source_template": ref[source], "source_output": output,
+             "target_template": ref[target], "target_variable": variable}
+            for source, output, target, variable in rules
+        ]
+    return data
 
 
 def set_blueprint_enabled(*, user=None, blueprint: Blueprint, enabled: bool) -> Blueprint:

@@ -49,7 +49,7 @@ from orchestrator.models import (
     Workflow,
 )
 from orchestrator.permissions import user_may
-from orchestrator.redaction import redacting, redactor_for
+from orchestrator.redaction import Redactor, redacting, redactor_for
 from orchestrator.runner import StepsGone
 
 logger = logging.getLogger(__name__)
@@ -200,8 +200,12 @@ def workflow_start(request: HttpRequest, name: str) -> HttpResponse:
         else:
             paged.start()
     except Exception as error:  # the form's own code failed: say so, never a 500
-        logger.exception("input form of %s failed", name)
-        messages.error(request, f"The input form of {name} failed: {error}")
+        # It saw what was typed, secrets too: neither the log nor the message may show them.
+        typed = [*request.POST.values(), *(v for page in paged.pages for v in page.values())]
+        redact = Redactor(typed)
+        with redacting(redact):
+            logger.exception("input form of %s failed", name)
+        messages.error(request, redact(f"The input form of {name} failed: {error}"))
         return redirect("workflow-list")
     if request.method == "POST" and paged.complete and not paged.errors:
         try:

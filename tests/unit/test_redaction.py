@@ -122,3 +122,34 @@ def test_log_records_are_redacted_only_inside_the_context(console):
     assert SECRET not in logged
     assert f"connecting with {MARK}" in logged and f"RuntimeError: failed with {MARK}" in logged
     assert "outside: visible" in logged
+
+
+def failing_form():
+    """A start form whose own code fails with what was typed in its message."""
+    from django import forms as django_forms
+
+    from orchestrator.forms import SecretField
+
+    class Login(django_forms.Form):
+        username = django_forms.CharField(max_length=50)
+        password = SecretField(max_length=100)
+
+    first = yield Login
+    raise ValueError(f"cannot reach the switch as {first['username']}:{first['password']}")
+
+
+def test_a_start_forms_failure_shows_and_logs_no_typed_secret(
+    synced, client, operator, monkeypatch, console
+):
+    from tests import workflows
+
+    monkeypatch.setattr(workflows.wf_conditional, "initial_input_form", failing_form)
+    client.force_login(operator)
+    response = client.post(
+        "/workflows/wf_conditional/start/", {"username": "admin", "password": SECRET}, follow=True
+    )
+    page = response.content.decode()
+    assert "The input form of wf_conditional failed" in page
+    assert SECRET not in page and "Pa55" not in page
+    assert "input form of wf_conditional failed" in console.getvalue()
+    assert SECRET not in console.getvalue()

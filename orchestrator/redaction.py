@@ -69,10 +69,10 @@ class Redactor:
     """
 
     def __init__(self, secrets: Mapping[str, Any] | Iterable[Any] = ()) -> None:
+        self.values = [text for text in _secret_texts(secrets) if text.strip()]
         spellings: set[str] = set()
-        for text in _secret_texts(secrets):
-            if text.strip():
-                spellings |= _spellings(text)
+        for text in self.values:
+            spellings |= _spellings(text)
         alternatives = []
         for spelling in sorted(spellings, key=len, reverse=True):  # longest first
             escaped = re.escape(spelling)
@@ -83,6 +83,10 @@ class Redactor:
 
     def __bool__(self) -> bool:
         return self.pattern is not None
+
+    def also(self, *values: str) -> Redactor:
+        """A redactor of these secrets and `values` too (a callback step's token)."""
+        return Redactor([*self.values, *values])
 
     def text(self, value: str) -> str:
         if self.pattern is None:
@@ -102,8 +106,9 @@ class Redactor:
         return value
 
 
-def redactor_for(process: Process) -> Redactor:
-    """The redactor of one run: its stored (encrypted) secrets; none if they are unreadable."""
+def redactor_for(process: Process, *also: str) -> Redactor:
+    """The redactor of one run: its stored (encrypted) secrets, none if they are unreadable,
+    and the values in `also` (a callback token, known only to the request that presents it)."""
     from cryptography.fernet import InvalidToken
 
     from orchestrator.crypto import decrypt_json
@@ -112,7 +117,7 @@ def redactor_for(process: Process) -> Redactor:
         secrets = decrypt_json(process.secrets)
     except (InvalidToken, ValueError):
         secrets = {}
-    return Redactor(secrets)
+    return Redactor([*_secret_texts(secrets), *also])
 
 
 # --- log records ----------------------------------------------------------------------------

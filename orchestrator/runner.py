@@ -431,6 +431,9 @@ class ProcessRun:
         if step.kind == StepKind.CALLBACK:
             token = token_generator.token_urlsafe(32)
             state["callback_route"] = f"/api/processes/{process.pk}/callback/{token}/"
+            # The step's code hands the token on; whatever it stores, logs or raises, under
+            # any key or inside any text, is redacted of it like of a secret.
+            self.redact = self.redact.also(token)
             expires = (
                 timezone.now() + datetime.timedelta(seconds=step.callback_timeout)
                 if step.callback_timeout
@@ -441,7 +444,10 @@ class ProcessRun:
                 "callback_expires_at": expires,
                 "callback_progress": "",
             }
-        with running(process.pk, process.workflow.name, step.name, process.position):
+        with (
+            running(process.pk, process.workflow.name, step.name, process.position),
+            redacting(self.redact),
+        ):
             result = call_with_state(step.func, state) if step.func else None
         if result is not None and not isinstance(result, dict):
             raise TypeError(f"step {step.name!r} returned {type(result).__name__}, not a dict")

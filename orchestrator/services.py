@@ -407,7 +407,7 @@ def handle_callback(*, process_id: Any, token: str, body: Any) -> Process:
         with transaction.atomic():
             process = find_callback_process(process_id, token)
             process.state = {
-                **process.state, "callback_result": redactor_for(process)(to_json(body))
+                **process.state, "callback_result": redactor_for(process, token)(to_json(body))
             }
             process.callback_token = None
             process.callback_expires_at = None
@@ -425,7 +425,8 @@ def record_callback_progress(*, process_id: Any, token: str, message: Any) -> Pr
     try:
         with transaction.atomic():
             process = find_callback_process(process_id, token)
-            process.callback_progress = redactor_for(process)(message)[:MAX_CALLBACK_PROGRESS]
+            redact = redactor_for(process, token)
+            process.callback_progress = redact(message)[:MAX_CALLBACK_PROGRESS]
             process.save(update_fields=["callback_progress", "last_modified_at"])
     except CallbackExpired as expired:
         raise refuse_expired_callback(expired) from None

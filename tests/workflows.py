@@ -31,6 +31,8 @@ from orchestrator.workflow import (
     workflow,
 )
 
+logger = logging.getLogger(__name__)
+
 
 def record(marker: str) -> None:
     """A step's database effect, counted by the tests (exactly once per step)."""
@@ -190,6 +192,37 @@ def wf_callback_timeout() -> StepList:
     return init >> callback_step("Slow job", start_external, check_external, timeout=1) >> done
 
 
+# What careless callback steps were handed, for the tests: the real route, token included.
+handed_routes: list[str] = []
+
+
+@step("Hand the route on")
+def hand_route_on(callback_route: str) -> State:
+    """Keeps the route under keys of its own, inside longer text, and logs it."""
+    handed_routes.append(callback_route)
+    logger.warning("asked the job to call back at %s", callback_route)
+    return {
+        "my_url": callback_route,
+        "job": {"notify": [f"https://orchestrator.example{callback_route}"]},
+    }
+
+
+@step("Hand the route on and fail")
+def hand_route_on_and_fail(callback_route: str) -> State:
+    handed_routes.append(callback_route)
+    raise ValueError(f"the job refused to call back at {callback_route}")
+
+
+@workflow("Keeps its callback route under its own keys")
+def wf_callback_copied() -> StepList:
+    return init >> callback_step("Copy the route", hand_route_on, check_external) >> done
+
+
+@workflow("Fails with its callback route in the message")
+def wf_callback_copied_failure() -> StepList:
+    return init >> callback_step("Refused", hand_route_on_and_fail, check_external) >> done
+
+
 class SecretForm(forms.Form):
     username = forms.CharField(max_length=50)
     password = SecretField(max_length=100)
@@ -204,8 +237,6 @@ def log_in(username: str, password: str) -> State:
 def wf_secret() -> StepList:
     return init >> log_in >> done
 
-
-logger = logging.getLogger(__name__)
 
 
 @step("Keep nested copies")
@@ -349,6 +380,8 @@ WORKFLOWS = [
         "wf_conditional",
         "wf_callback",
         "wf_callback_timeout",
+        "wf_callback_copied",
+        "wf_callback_copied_failure",
         "wf_secret",
         "wf_secret_failure",
         "wf_inconsistent",

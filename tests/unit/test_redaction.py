@@ -153,3 +153,67 @@ def test_a_start_forms_failure_shows_and_logs_no_typed_secret(
     assert SECRET not in page and "Pa55" not in page
     assert "input form of wf_conditional failed" in console.getvalue()
     assert SECRET not in console.getvalue()
+
+
+# --- the callback token: handed to the step's code, stored and shown nowhere ----------------
+
+
+@pytest.fixture
+def handed_routes(monkeypatch) -> list[str]:
+    """The callback routes the careless callback steps of tests.workflows were handed."""
+    from tests import workflows
+
+    routes: list[str] = []
+    monkeypatch.setattr(workflows, "handed_routes", routes)
+    return routes
+
+
+def shown(process: Process, user, client, api) -> str:
+    """Everything a user sees of the run: the API detail, the page and its live fragment."""
+    client.force_login(user)
+    return "\n".join([
+        api(user).get(f"/api/processes/{process.pk}/").content.decode(),
+        client.get(f"/processes/{process.pk}/").content.decode(),
+        client.get(f"/processes/{process.pk}/fragment/").content.decode(),
+    ])
+
+
+def test_a_callback_token_is_redacted_under_whatever_key_a_step_keeps_its_route(
+    synced, operator, client, api, console, handed_routes
+):
+    process = run(start("wf_callback_copied"))
+    assert process.status == "awaiting_callback"
+    [route] = handed_routes  # the step's code got the real route, for the external system
+    token = route.split("/")[-2]
+    assert len(token) >= 32 and route == f"/api/processes/{process.pk}/callback/{token}/"
+    redacted_route = f"/api/processes/{process.pk}/callback/{MARK}/"
+    assert process.state["my_url"] == redacted_route
+    assert process.state["job"] == {"notify": [f"https://orchestrator.example{redacted_route}"]}
+    assert "callback_route" not in process.state
+    assert token not in everything_stored(process)
+    assert token not in shown(process, operator, client, api)
+    assert f"call back at {redacted_route}" in console.getvalue()
+    assert token not in console.getvalue()
+
+    # The external system calls the route; echoing it back stores no token either.
+    services.record_callback_progress(process_id=process.pk, token=token, message=f"at {route}")
+    services.handle_callback(process_id=process.pk, token=token, body={"ok": True, "me": route})
+    process = run(process)
+    assert process.status == "completed"
+    assert process.state["callback_result"] == {"ok": True, "me": redacted_route}
+    assert token not in everything_stored(process)
+    assert token not in shown(process, operator, client, api)
+
+
+def test_a_callback_token_in_a_failure_message_and_traceback_is_redacted(
+    synced, operator, client, api, handed_routes
+):
+    process = run(start("wf_callback_copied_failure"))
+    assert process.status == "failed"
+    [route] = handed_routes
+    token = route.split("/")[-2]
+    assert process.failed_reason == (
+        f"ValueError: the job refused to call back at /api/processes/{process.pk}/callback/{MARK}/"
+    )
+    assert token not in everything_stored(process)
+    assert token not in shown(process, operator, client, api)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -155,6 +156,19 @@ def secret_key(debug: bool) -> str:
         "SECRET_KEY is not set: refusing to start with DEBUG off and the default secret key "
         "(set SECRET_KEY to a long random string, or DEBUG=true for local development)"
     )
+
+
+def proxy_ssl_header(value: str | None) -> tuple[str, str] | None:
+    """`SECURE_PROXY_SSL_HEADER`: the header a TLS-terminating proxy sets to `https` (e.g.
+    `X-Forwarded-Proto`), as Django's setting wants it; None when unset."""
+    name = (value or "").strip()
+    if not name:
+        return None
+    if not re.fullmatch(r"[A-Za-z0-9-]+", name):
+        raise ConfigError(
+            f"SECURE_PROXY_SSL_HEADER={value!r} is not a header name (e.g. X-Forwarded-Proto)"
+        )
+    return "HTTP_" + name.upper().replace("-", "_"), "https"
 
 
 def encryption_keys(value: str | None) -> list[str]:

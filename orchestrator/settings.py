@@ -21,6 +21,7 @@ from orchestrator.config import (
     env_int,
     env_list,
     filesystem_broker_options,
+    proxy_ssl_header,
     secret_key,
 )
 
@@ -124,8 +125,20 @@ AXES_CLIENT_IP_CALLABLE = "orchestrator.audit.client_address"
 AXES_VERBOSE = False
 
 SESSION_COOKIE_HTTPONLY = True
-CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
-SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
+# HTTPS (docs/deploying.md): ORCHESTRATOR_HTTPS=true when users reach the site over HTTPS only.
+# It switches on the redirect to HTTPS, HSTS and secure cookies (each can be set on its own),
+# so that `manage.py check --deploy` is clean. Behind a proxy that terminates TLS, name the
+# header it sets to `https` in SECURE_PROXY_SSL_HEADER, or the redirect never ends.
+ORCHESTRATOR_HTTPS = env_bool("ORCHESTRATOR_HTTPS", False)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", ORCHESTRATOR_HTTPS)
+SECURE_PROXY_SSL_HEADER = proxy_ssl_header(os.environ.get("SECURE_PROXY_SSL_HEADER"))
+SECURE_HSTS_SECONDS = env_int(
+    "SECURE_HSTS_SECONDS", 365 * 24 * 3600 if ORCHESTRATOR_HTTPS else 0, minimum=0
+)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", ORCHESTRATOR_HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", ORCHESTRATOR_HTTPS)
+CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", ORCHESTRATOR_HTTPS)
+SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", ORCHESTRATOR_HTTPS)
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 # Sent with every page and API answer (orchestrator.middleware.SecurityHeaders): only the

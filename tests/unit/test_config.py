@@ -8,12 +8,14 @@ what failed, never a traceback.
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from django.test import override_settings
 
 from orchestrator import config, health
 from orchestrator.config import ConfigError
@@ -192,6 +194,51 @@ def test_bad_setting_prints_one_line_and_no_traceback(tmp_path):
 def test_debug_off_without_secret_key_refuses_to_start(tmp_path):
     result = run_manage(tmp_path, "check", SECRET_KEY=None)
     assert_one_line(result, "configuration error", "SECRET_KEY is not set")
+
+
+PRODUCTION = {  # what docs/deploying.md asks for, on one HTTPS host behind a TLS proxy
+    "DEBUG": "false",
+    "SECRET_KEY": secrets.token_urlsafe(50),
+    "ALLOWED_HOSTS": "orchestrator.example.net",
+    "CSRF_TRUSTED_ORIGINS": "https://orchestrator.example.net",
+    "SECURE_PROXY_SSL_HEADER": "X-Forwarded-Proto",
+}
+
+
+def test_check_deploy_is_clean_with_production_settings(tmp_path):
+    result = run_manage(
+        tmp_path, "check", "--deploy", "--fail-level", "WARNING", ORCHESTRATOR_HTTPS="true",
+        **PRODUCTION,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "System check identified no issues (0 silenced)." in result.stdout
+    assert not result.stderr.strip(), result.stderr
+
+
+def test_check_deploy_names_what_is_missing_without_https(tmp_path):
+    result = run_manage(tmp_path, "check", "--deploy", "--fail-level", "WARNING", **PRODUCTION)
+    assert result.returncode != 0
+    for check in ("security.W004", "security.W008", "security.W012", "security.W016"):
+        assert check in result.stderr, result.stderr
+
+
+def test_the_proxy_ssl_header_is_a_header_name(monkeypatch):
+    assert config.proxy_ssl_header("X-Forwarded-Proto") == ("HTTP_X_FORWARDED_PROTO", "https")
+    assert config.proxy_ssl_header(" ") is None and config.proxy_ssl_header(None) is None
+    with pytest.raises(ConfigError, match="SECURE_PROXY_SSL_HEADER"):
+        config.proxy_ssl_header("X-Forwarded-Proto: https")
+
+
+def test_https_behind_a_tls_proxy_redirects_plain_http_and_sends_hsts(client, db):
+    with override_settings(
+        SECURE_SSL_REDIRECT=True, SECURE_HSTS_SECONDS=3600,
+        SECURE_PROXY_SSL_HEADER=config.proxy_ssl_header("X-Forwarded-Proto"),
+    ):
+        plain = client.get("/login/")
+        assert plain.status_code == 301 and plain["Location"] == "https://testserver/login/"
+        secure = client.get("/login/", headers={"X-Forwarded-Proto": "https"})
+        assert secure.status_code == 200
+        assert secure["Strict-Transport-Security"].startswith("max-age=3600")
 
 
 def test_check_services_with_unreachable_database(tmp_path):

@@ -4,6 +4,9 @@
 naming the service's `host:port` (never its credentials) and what failed, for example
 "cannot reach broker at 127.0.0.1:6390: connection refused". `manage.py check_services`
 prints them; the embedded launcher runs that command before anything else.
+
+`probe()` is what `GET /healthz` answers from: each part (web, database, broker) "ok" or
+"down", checked with a short timeout so a load balancer's probe never hangs.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from pathlib import Path
 from orchestrator.config import describe_url_host
 
 CONNECT_TIMEOUT_SECONDS = 5
+# /healthz: a part that does not answer within this long is down.
+PROBE_TIMEOUT_SECONDS = 2
 
 
 def _chain(error: BaseException):
@@ -67,12 +72,20 @@ def database_location(settings_dict: dict) -> str:
     return f"{host}:{port}" if port else str(host)
 
 
-def check_database(alias: str = "default") -> str | None:
-    """Connect and run `SELECT 1`; None when that works, else one line saying what failed."""
+def check_database(alias: str = "default", timeout: int | None = None) -> str | None:
+    """Connect and run `SELECT 1`; None when that works, else one line saying what failed.
+
+    With `timeout`, on a connection of its own that gives up connecting after that many
+    seconds (the configured connection, and the one of the calling thread, are untouched).
+    """
     from django.db import connections
 
     connection = connections[alias]
     where = database_location(connection.settings_dict)
+    if timeout is not None:
+        option = "connect_timeout" if connection.vendor == "postgresql" else "timeout"
+        options = {**connection.settings_dict["OPTIONS"], option: timeout}
+        connection = type(connection)({**connection.settings_dict, "OPTIONS": options}, alias)
     try:
         connection.ensure_connection()
         with connection.cursor() as cursor:
@@ -88,7 +101,11 @@ def check_database(alias: str = "default") -> str | None:
     return None
 
 
-def check_broker(url: str | None = None, transport_options: dict | None = None) -> str | None:
+def check_broker(
+    url: str | None = None,
+    transport_options: dict | None = None,
+    timeout: int = CONNECT_TIMEOUT_SECONDS,
+) -> str | None:
     """Connect to the Celery broker; None when that works, else one line saying what failed."""
     from django.conf import settings
 
@@ -102,7 +119,7 @@ def check_broker(url: str | None = None, transport_options: dict | None = None) 
     from kombu import Connection
 
     where = describe_url_host(url)
-    connection = Connection(url, connect_timeout=CONNECT_TIMEOUT_SECONDS)
+    connection = Connection(url, connect_timeout=timeout)
     try:
         connection.ensure_connection(max_retries=0)
     except Exception as error:  # noqa: BLE001 - any failure becomes one line
@@ -135,3 +152,15 @@ def _check_filesystem_broker(options: dict) -> str | None:
 def check_services() -> list[str]:
     """Every problem found, one line each (empty when the database and the broker answer)."""
     return [line for line in (check_database(), check_broker()) if line]
+
+
+def probe(timeout: int = PROBE_TIMEOUT_SECONDS) -> dict[str, str | None]:
+    """Each part of the service: None when it answers, else the line saying what failed.
+
+    "web" is this process, which answers whenever it can run this at all.
+    """
+    return {
+        "web": None,
+        "database": check_database(timeout=timeout),
+        "broker": check_broker(timeout=timeout),
+    }

@@ -15,20 +15,20 @@ from typing import Any
 import django_filters
 from django import forms
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
+from django.contrib.auth.decorators import login_not_required, login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count, Prefetch, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 from django_celery_beat.models import PeriodicTask
 from guardian.shortcuts import get_objects_for_user
 
-from orchestrator import concurrency, extensions, registry, schedules, selectors, services
+from orchestrator import concurrency, extensions, health, registry, schedules, selectors, services
 from orchestrator.api.filters import AuditEventFilter, WorkflowFilter
 from orchestrator.exceptions import (
     IdempotencyKeyReused,
@@ -66,6 +66,24 @@ DASHBOARD_ROWS = 10
 LIVE_STATUSES = (*RUNNABLE_STATUSES, ProcessStatus.WAITING, ProcessStatus.AWAITING_CALLBACK)
 ATTENTION_STATUSES = (*RETRYABLE_STATUSES,)
 INPUT_STATUSES = (ProcessStatus.SUSPENDED, ProcessStatus.AWAITING_CALLBACK)
+
+
+# --- health ---------------------------------------------------------------------------------
+
+
+@login_not_required
+@require_safe
+def healthz(request: HttpRequest) -> JsonResponse:
+    """For load balancers and probes, without login: each part "ok" or "down" (200 when all
+    answer, else 503). What failed, with its host, goes to the log, not to the answer."""
+    problems = health.probe()
+    for line in problems.values():
+        if line:
+            logger.warning("healthz: %s", line)
+    body = {part: "down" if line else "ok" for part, line in problems.items()}
+    down = any(problems.values())
+    return JsonResponse({"status": "unavailable" if down else "ok", **body},
+                        status=503 if down else 200)
 
 
 # --- dashboard and engine -------------------------------------------------------------------

@@ -19,15 +19,9 @@ from django.test import override_settings
 
 from orchestrator import config, health
 from orchestrator.config import ConfigError
+from tests.helpers import closed_port
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-
-
-def closed_port() -> int:
-    """A local TCP port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run_manage(

@@ -149,6 +149,7 @@ TABLE = [
     Row("GET", "/login/", "200 200 200 200 200 200 200"),
     Row("POST", "/logout/", "302 302 302 302 302 302 302"),
     Row("GET", "/", "302 200 200 200 200 200 200"),
+    Row("GET", "/healthz", "200 200 200 200 200 200 200"),  # for load balancers: no login
     Row("POST", "/engine/", "302 403 403 403 403 302 302", {"paused": "0"}),
     Row("GET", "/workflows/", "302 200 200 200 200 200 200"),
     Row("GET", "/workflows/{workflow}/start/", "302 404 200|404 403 200 200 200"),

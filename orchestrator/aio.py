@@ -1,13 +1,18 @@
-"""One function for sync and async callers, as Infrahub calls them (`await add_tags(...)`)."""
+"""One function for sync and async callers, as Infrahub calls them (`await add_tags(...)`),
+and coroutines run to their end from sync code (async steps, async flows and tasks)."""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
 import functools
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
+from django.db import connection
 
 T = TypeVar("T")
 
@@ -35,3 +40,41 @@ def awaitable_in_async(func: Callable[..., T]) -> Callable[..., Any]:
         return func(*args, **kwargs)
 
     return wrapper
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def run_sync(awaitable: Any) -> Any:
+    """Run a coroutine to its end from sync code. Through asgiref, so the ORM calls it makes
+    with `sync_to_async` run back on this thread (its connection, its transaction). Where
+    this thread has an event loop marked running by someone else (a sync library driving
+    one), asgiref refuses: the coroutine then runs from a helper thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return async_to_sync(_await)(awaitable)
+
+    def from_helper() -> Any:
+        try:
+            return async_to_sync(_await)(awaitable)
+        finally:
+            connection.close()
+
+    return start_thread(from_helper, "orchestrator-async").result()
+
+
+def start_thread(fn: Callable[[], T], name: str) -> concurrent.futures.Future:
+    """`fn()` in a new daemon thread (with the caller's context); its concurrent Future."""
+    future: concurrent.futures.Future = concurrent.futures.Future()
+    context = contextvars.copy_context()
+
+    def target() -> None:
+        try:
+            future.set_result(context.run(fn))
+        except BaseException as error:  # noqa: BLE001 - handed to the waiter
+            future.set_exception(error)
+
+    threading.Thread(target=target, name=name, daemon=True).start()
+    return future

@@ -12,16 +12,20 @@
 Each is also awaitable from async code (`await client.submit_workflow(...)`, or
 `asubmit_workflow` / `aexecute_workflow`), without blocking the event loop.
 
-Called from a running step, the runs it starts are its children (`Process.parent`), and
-each call is numbered within the step (`orchestrator.context`): when the step runs again
-(after a failure or a dead worker) the same call finds the child its earlier attempt
-started instead of starting another, returns a completed child's result, and retries a
-failed one.
+Called from a running step (or a flow's task run), the runs it starts are its children
+(`Process.parent`), and each call is numbered within the step (`orchestrator.context`): when
+the step runs again (after a failure or a dead worker) the same call finds the child its
+earlier attempt started instead of starting another, returns a completed child's result,
+and retries a failed one.
 
 Waiting never needs a free worker: while a run it waits for has not been taken by a worker,
 the waiting thread runs it itself (the run's lease makes sure only one does), so a worker
 whose every thread waits for its children still finishes them. The waiting thread's step
 transaction stays open meanwhile: a child must not need rows the step has locked.
+
+Called from a flow function itself, the runs are children of the flow run keyed by the
+call, like sub-flows (`orchestrator.flows.children`): a replay of the flow finds them again,
+and instead of polling, the flow run parks while workers run them and wakes when one ends.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from django.utils import timezone
 from orchestrator.aio import in_event_loop
 from orchestrator.context import current_run
 from orchestrator.exceptions import OrchestratorError
+from orchestrator.extensions import STOPPED_STATUSES
 from orchestrator.models import (
     RETRYABLE_STATUSES,
     RUNNABLE_STATUSES,
@@ -55,9 +60,7 @@ from orchestrator.models import (
 FIRST_POLL_SECONDS, LAST_POLL_SECONDS = 0.05, 1.0
 # A run waited for is done when it reaches one of these (the others go on by themselves or
 # wait for someone: input, a callback, a retry's backoff).
-FINISHED_STATUSES = (ProcessStatus.COMPLETED, ProcessStatus.ABORTED, ProcessStatus.CANCELLED,
-                     ProcessStatus.FAILED, ProcessStatus.API_UNAVAILABLE,
-                     ProcessStatus.INCONSISTENT_DATA)
+FINISHED_STATUSES = STOPPED_STATUSES
 CONTEXT_KEYS = ("user", "tags", "parent", "run_name")
 
 
@@ -131,9 +134,27 @@ def outside_transaction(func: typing.Callable[[], Any]) -> Any:
     return outcome.get("value")
 
 
+def flow_turn() -> Any:
+    """The flow run whose function itself runs this code (orchestrator.flows), or None."""
+    from orchestrator.flows.engine import flow_turn
+
+    return flow_turn()
+
+
+def next_call_key(workflow: str) -> str:
+    """The key of a run asked for now, in the order of the caller's calls (so the same on
+    every attempt of the step, task or flow): `""` outside any run."""
+    turn = flow_turn()
+    if turn is not None:
+        return turn.child_key(workflow)
+    run = current_run()
+    return run.next_call_key() if run is not None else ""
+
+
 @dataclass
 class Submission:
-    """One run asked for: what to start and, once started, its process id."""
+    """One run asked for: what to start and, once started, its process id. Its call key is
+    taken when it is asked for (a batch's items in the order added)."""
 
     workflow: str
     parameters: Any = None
@@ -141,6 +162,10 @@ class Submission:
     expected_return: Any = None
     process_id: Any = None
     outcome: tuple[Any, BaseException | None] | None = None  # (result, error) once known
+    call_key: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.call_key = next_call_key(self.workflow)
 
 
 def workflow_name(workflow: Any) -> str:
@@ -163,18 +188,37 @@ def input_pages(parameters: Any) -> list[Any]:
 
 
 def start_child(submission: Submission) -> Process:
-    """Start the run, or find the one an earlier attempt of the calling step started."""
+    """Start the run, or find the one an earlier attempt of the calling step (or turn of
+    the calling flow) started."""
     from orchestrator import extensions, services
 
     context = dict(submission.context or {})
     unknown = set(context) - set(CONTEXT_KEYS) - set(extensions.start_target_names())
     if unknown:
         raise TypeError(f"unknown context key(s): {', '.join(sorted(unknown))}")
-    parent, call_key = context.pop("parent", None), ""
+    parent, call_key = context.pop("parent", None), submission.call_key
+
+    def start(key: str) -> Process:
+        return services.start_process(
+            workflow_name=submission.workflow,
+            input_pages=input_pages(submission.parameters),
+            user=context.pop("user", None),
+            tags=context.pop("tags", ()),
+            run_name=context.pop("run_name", ""),
+            parent=parent,
+            call_key=key,
+            **context,
+        )
+
+    turn = flow_turn()
+    if turn is not None and parent is None:
+        from orchestrator.flows.children import find_or_start
+
+        parent = turn.process
+        return find_or_start(turn, call_key, start)
     run = current_run()
     if run is not None:
         parent = parent or run.process_id
-        call_key = run.next_call_key()
         earlier = Process.objects.filter(parent_id=parent, call_key=call_key).first()
         if earlier is not None:
             if earlier.status in RETRYABLE_STATUSES:  # retrying the step retries its child
@@ -182,16 +226,7 @@ def start_child(submission: Submission) -> Process:
             return earlier
     if parent is not None and not isinstance(parent, Process):
         parent = Process.objects.get(pk=parent)
-    return services.start_process(
-        workflow_name=submission.workflow,
-        input_pages=input_pages(submission.parameters),
-        user=context.pop("user", None),
-        tags=context.pop("tags", ()),
-        run_name=context.pop("run_name", ""),
-        parent=parent,
-        call_key=call_key,
-        **context,
-    )
+    return start(call_key)
 
 
 def unclaimed(process_id: Any) -> bool:
@@ -206,13 +241,13 @@ def unclaimed(process_id: Any) -> bool:
     )
 
 
-def help_run(process_id: Any) -> None:
+def help_run(process_id: Any) -> bool:
     """Run a waited-for run in this thread if no worker has taken it (never a worker's
-    wait for itself: the lease decides who runs it)."""
+    wait for itself: the lease decides who runs it); whether this thread ran it."""
     from orchestrator.runner import run_process
 
-    if unclaimed(process_id):
-        outside_transaction(lambda: run_process(str(process_id)))
+    return unclaimed(process_id) and bool(
+        outside_transaction(lambda: run_process(str(process_id))))
 
 
 def finished(process_ids: list[Any]) -> dict[Any, Process]:
@@ -338,21 +373,27 @@ class WorkflowBatch:
 
     def step(self) -> bool:
         """One round: start what may start, note the runs that finished, and run one that
-        no worker has taken yet here; True while an item has no outcome."""
+        no worker has taken yet here; True while an item has no outcome.
+
+        In a flow function, a round in which this thread ran nothing parks the flow run
+        until one of the runs ends (orchestrator.flows.children), instead of polling."""
         if any(s.process_id is None and s.outcome is None for s in self.submissions):
             outside_transaction(self.start_more)
         pending = {s.process_id: s for s in self.submissions
                    if s.process_id is not None and s.outcome is None}
-        for process_id, process in finished(list(pending)).items():
+        ended = finished(list(pending))
+        for process_id, process in ended.items():
             submission = pending.pop(process_id)
             try:
                 submission.outcome = (outcome_of(process, submission.expected_return), None)
             except Exception as error:  # noqa: BLE001 - reported as this item's error
                 submission.outcome = (None, error)
-        for process_id in pending:
-            if unclaimed(process_id):
-                help_run(process_id)
-                break
+        ran = any(help_run(process_id) for process_id in pending)
+        turn = flow_turn()
+        if turn is not None and pending and not ran and not ended:
+            from orchestrator.flows.children import park
+
+            park(turn, pending, f"waiting for {len(pending)} run(s) of a batch")
         return any(s.outcome is None for s in self.submissions)
 
     def ready(self, given: int) -> Iterator[tuple[Any, BaseException | None]]:

@@ -40,8 +40,10 @@ class RunContext:
     )
 
     def next_call_key(self) -> str:
-        """A key for the next child run started in this step, the same on every attempt."""
-        return f"{self.position}:{self.step_name}:{next(self._calls)}"[:255]
+        """A key for the next child run started in this step, the same on every attempt
+        (`<position>:<step>:<n>`; a flow's task run has no position: `<task key>:<n>`)."""
+        place = f"{self.position}:" if self.position is not None else ""
+        return f"{place}{self.step_name}:{next(self._calls)}"[:255]
 
 
 _current: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar(

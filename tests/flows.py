@@ -11,6 +11,7 @@ import time
 
 import pydantic
 
+from orchestrator.catalogue import get_workflow
 from orchestrator.flows import (
     exponential_backoff,
     flow,
@@ -20,6 +21,7 @@ from orchestrator.flows import (
     unmapped,
 )
 from orchestrator.models import WorkerPing
+from orchestrator.workflows.utils import add_tags
 
 logger = logging.getLogger("tests.flows")
 
@@ -188,6 +190,61 @@ def flow_parent(values: list[int]) -> list[int]:
     return [flow_child(value) for value in values]
 
 
+# --- runs of get_workflow() inside a flow run: children of the flow -------------------------
+
+
+@task
+def execute_in_task(value: int) -> int:
+    add_tags(nodes=[f"n{value}"])  # the flow run, the current run of its tasks
+    return get_workflow().execute_workflow(workflow="wf_child", parameters={"value": value},
+                                           expected_return=int)
+
+
+@flow
+def flow_kids(value: int = 1, fail: bool = False, hold: float = 0) -> dict:
+    """Every way a flow starts runs: submit, a sub-flow, execute, a batch, from a task."""
+    client = get_workflow()
+    submitted = client.submit_workflow(workflow="wf_child", parameters={"value": value})
+    sub = flow_child(value)
+    executed = client.execute_workflow(
+        workflow="wf_child", parameters={"value": value + 1, "fail": fail, "hold": hold},
+        expected_return=int)
+    batch = client.create_batch()
+    for item in (value + 2, value + 3):
+        batch.add(workflow="wf_child", parameters={"value": item, "hold": hold})
+    pairs = [[result, str(error) if error else None] for result, error in batch]
+    return {"submitted": submitted, "sub": sub, "executed": executed, "batch": pairs,
+            "in_task": execute_in_task(value + 4)}
+
+
+@flow
+async def flow_kids_async(value: int = 1) -> dict:
+    client = get_workflow()
+    executed = await client.execute_workflow(workflow="wf_child", parameters={"value": value},
+                                             expected_return=int)
+    batch = client.create_batch()
+    for item in (value + 1, value + 2):
+        batch.add(workflow="wf_child", parameters={"value": item})
+    pairs = [[result, error] async for result, error in batch]
+    return {"executed": executed, "batch": pairs, "sub": await flow_child(value + 3)}
+
+
+@flow(retries=1, retry_delay_seconds=2)
+def flow_flaky_child(value: int) -> int:
+    """Fails its first turn (its retry waits 2 s): its parent parks meanwhile."""
+    process_id = run_id()
+    record(f"{process_id}:flaky-child")
+    if WorkerPing.objects.filter(marker=f"{process_id}:flaky-child").count() < 2:
+        raise RuntimeError("the child fails once")
+    return value
+
+
+@flow
+def flow_parks(value: int = 1) -> int:
+    return get_workflow().execute_workflow(workflow="flow-flaky-child",
+                                           parameters={"value": value}) + counted(0)
+
+
 # --- parameters -----------------------------------------------------------------------------
 
 
@@ -299,4 +356,5 @@ def flow_slow_flow() -> None:
         counted.with_options(name="tick")(0, sleep=0.1)
 
 
-WORKFLOWS += [flow_counted_submitted_failure, flow_slow_flow]
+WORKFLOWS += [flow_counted_submitted_failure, flow_slow_flow, flow_kids, flow_kids_async,
+              flow_flaky_child, flow_parks]

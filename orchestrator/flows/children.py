@@ -1,10 +1,13 @@
-"""Runs started from inside a flow run are child processes (DESIGN §4.4, §4.5).
+"""Runs started from inside a flow run are child processes (DESIGN §4.4, §4.5): sub-flows
+(a flow called in a flow) and the runs of `get_workflow()` (`orchestrator.client`).
 
-A child is keyed by its call in the parent (`Process.call_key`), so a re-run of the parent
-finds the child its earlier turn started instead of starting another. Waiting for a child
-never holds a worker idle: the parent runs the child right here when it can, and otherwise
-parks (`waiting`, `waiting_on_children`) until the child ends, which wakes it
-(`wake_parent`); the parent then replays up to the call and gets the child's result.
+A child is keyed by its call in the parent (`Process.call_key`, numbered per name in call
+order), so a re-run of the parent finds the child its earlier turn started instead of
+starting another: a completed child gives its result again, and a child that had failed
+when the parent itself failed is retried along with the parent. Waiting for a child never
+holds a worker idle: the parent runs the child right here when no worker has taken it, and
+otherwise parks (`waiting`, `waiting_on_children`) until a child ends, which wakes it
+(`wake_parent`); the parent then replays up to the call and finds the child's result.
 
 A flow called outside any flow run (a script, a test, a shell) starts a process and runs
 it in the calling thread.
@@ -14,32 +17,38 @@ from __future__ import annotations
 
 import datetime
 import time
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from orchestrator.extensions import STOPPED_STATUSES, ProcessExtension
-from orchestrator.flows.engine import Park, _call, current_turn, in_event_loop
+from orchestrator.aio import in_event_loop
+from orchestrator.client import (
+    FINISHED_STATUSES,
+    WorkflowRunFailed,
+    finished,
+    help_run,
+    run_result,
+)
+from orchestrator.extensions import ProcessExtension
+from orchestrator.flows.engine import Park, _call, current_turn
 from orchestrator.flows.states import Completed, Failed, State
 from orchestrator.injection import CoercionError, coerce
-from orchestrator.models import TERMINAL_STATUSES, Process, ProcessStatus
+from orchestrator.models import Process, ProcessStatus
 
-# A child in one of these has ended as far as its parent is concerned.
-ENDED_STATUSES = STOPPED_STATUSES
+if TYPE_CHECKING:
+    from orchestrator.flows.engine import FlowTurn
+
+# A child in one of these failed, and is retried when its parent is.
+FAILED_STATUSES = (ProcessStatus.FAILED, ProcessStatus.API_UNAVAILABLE,
+                   ProcessStatus.INCONSISTENT_DATA)
 
 
-class ChildRunFailed(Exception):
-    """A sub-flow or child workflow run did not complete."""
-
-    def __init__(self, process: Process) -> None:
-        reason = process.failed_reason.splitlines()[0] if process.failed_reason else ""
-        super().__init__(
-            f"{process.workflow.name} run {process.pk} is {process.status}"
-            + (f": {reason}" if reason else "")
-        )
-        self.process = process
+class ChildRunFailed(WorkflowRunFailed):
+    """A sub-flow run did not complete (a `WorkflowRunFailed`, as `execute_workflow`
+    raises for any run)."""
 
 
 def registered_name(flow: Any) -> str:
@@ -71,24 +80,19 @@ def call_page(flow: Any, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
     return page
 
 
-def process_result(process: Process) -> Any:
-    """What a finished run gives back: a flow's return value, or a step list's state."""
-    if "result" in process.state and process.steps.filter(name="Done", task_key="").exists():
-        return process.state["result"]
-    return process.state
-
-
 def outcome(process: Process, flow: Any = None) -> State:
-    if process.status == ProcessStatus.COMPLETED:
-        value = process.state.get("result") if flow is not None else process_result(process)
-        annotation = getattr(flow, "return_annotation", None) if flow is not None else None
-        if annotation is not None:
-            try:
-                value = coerce(value, annotation, "result")
-            except CoercionError:
-                pass
-        return Completed(value)
-    return Failed(ChildRunFailed(process))
+    """A finished child's final state: its result (turned into the flow's return
+    annotation where it has one), or ChildRunFailed."""
+    if process.status != ProcessStatus.COMPLETED:
+        return Failed(ChildRunFailed(process))
+    value = run_result(process)
+    annotation = getattr(flow, "return_annotation", None)
+    if annotation is not None:
+        try:
+            value = coerce(value, annotation, "result")
+        except CoercionError:
+            pass
+    return Completed(value)
 
 
 # --- outside any flow run -------------------------------------------------------------------
@@ -109,7 +113,7 @@ def run_here(flow: Any, args: tuple, kwargs: dict[str, Any], return_state: bool)
     deadline = time.monotonic() + settings.ORCHESTRATOR_LEASE_SECONDS * 10
     while True:  # another worker may have taken it first
         process = Process.objects.select_related("workflow").get(pk=process.pk)
-        if process.status in ENDED_STATUSES or time.monotonic() > deadline:
+        if process.status in FINISHED_STATUSES or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     state = outcome(process, flow)
@@ -125,55 +129,52 @@ def call_subflow(flow: Any, args: tuple, kwargs: dict[str, Any], return_state: b
         from asgiref.sync import sync_to_async
 
         return sync_to_async(call_subflow)(flow, args, kwargs, return_state)
-    page = call_page(flow, args, kwargs)
-    child = start_child(registered_name(flow), page, name=flow.name)
-    state = await_child(child, flow)
-    return state if return_state else state.result()
-
-
-def start_child(workflow_name: str, page: dict[str, Any], name: str | None = None,
-                tags: Any = ()) -> Process:
-    """The child run of this call (started now, or found again on a re-run)."""
     from orchestrator.services import start_process
 
     turn = current_turn()
-    if turn is None:
-        raise RuntimeError("start_child needs a running flow")
-    if _call.get() is not None:
+    if turn is None or _call.get() is not None:
         raise RuntimeError(
-            f"start {workflow_name} from the flow function itself, not from inside a task"
+            f"call the flow {flow.name!r} from the flow function itself, not from inside a task"
         )
-    turn.check_can_start()
-    key = turn.next_key(None, f"{name or workflow_name}")
+    page = call_page(flow, args, kwargs)
+    name = registered_name(flow)
+    child = find_or_start(turn, turn.child_key(flow.name), lambda key: start_process(
+        workflow_name=name, input_pages=[page], parent=turn.process, call_key=key))
+    state = await_child(turn, child, flow)
+    return state if return_state else state.result()
+
+
+def find_or_start(turn: FlowTurn, key: str, start: Callable[[str], Process]) -> Process:
+    """The child of the call `key`: the one an earlier turn started (retried if it had
+    failed by the time the parent last failed), or `start(key)` now."""
+    from orchestrator.services import resume_process
+
     child = Process.objects.select_related("workflow").filter(
-        parent_id=turn.pk, call_key=key
-    ).first()
+        parent_id=turn.pk, call_key=key).first()
     if child is None:
-        child = start_process(workflow_name=workflow_name, input_pages=[page],
-                              parent=turn.process, call_key=key, tags=tags)
-        turn.children_started.add(child.pk)
+        return start(key)
+    if child.status in FAILED_STATUSES and turn.failed_at is not None \
+            and child.last_modified_at <= turn.failed_at:
+        child = resume_process(process=child)
     return child
 
 
-def await_child(child: Process, flow: Any = None) -> State:
-    """Run the child here if nobody else is; its final state, or park until it ends."""
-    from orchestrator.runner import run_process
-    from orchestrator.services import resume_process
+def await_child(turn: FlowTurn, child: Process, flow: Any = None) -> State:
+    """The child's final state: run it here while no worker has taken it; park the parent
+    while a worker runs it (or it waits for a retry, for input, ...)."""
+    while True:
+        ended = finished([child.pk])
+        if ended:
+            return outcome(ended[child.pk], flow)
+        if not help_run(child.pk):
+            park(turn, [child.pk], f"waiting for {child.workflow.name} run {child.pk}")
 
-    turn = current_turn()
-    child = Process.objects.select_related("workflow").get(pk=child.pk)
-    if child.status in ENDED_STATUSES and child.status not in TERMINAL_STATUSES \
-            and child.pk not in turn.children_started:
-        # It failed in an earlier turn of the parent: retrying the parent retries it.
-        child = resume_process(process=child)
-        turn.children_started.add(child.pk)
-    if child.status not in ENDED_STATUSES:
-        run_process(str(child.pk))
-        child = Process.objects.select_related("workflow").get(pk=child.pk)
-    if child.status in ENDED_STATUSES:
-        return outcome(child, flow)
-    turn.awaited.add(child.pk)
-    raise Park(f"waiting for {child.workflow.name} run {child.pk}", ProcessStatus.WAITING)
+
+def park(turn: FlowTurn, child_ids: Iterable[Any], reason: str) -> None:
+    """Stop this turn until one of `child_ids` ends (Park, which the turn handles with
+    `park_for_children`)."""
+    turn.awaited.update(child_ids)
+    raise Park(reason, ProcessStatus.WAITING)
 
 
 def park_for_children(turn: Any, reason: str) -> bool:
@@ -193,7 +194,7 @@ def park_for_children(turn: Any, reason: str) -> bool:
         )
         if not parked:
             return True
-        if Process.objects.filter(pk__in=turn.awaited, status__in=ENDED_STATUSES).exists():
+        if Process.objects.filter(pk__in=turn.awaited, status__in=FINISHED_STATUSES).exists():
             transaction.set_rollback(True)
             return False
     return True

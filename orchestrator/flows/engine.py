@@ -22,13 +22,15 @@ import time
 import traceback as traceback_module
 from typing import TYPE_CHECKING, Any
 
-from asgiref.sync import async_to_sync, sync_to_async
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from orchestrator import extensions
+from orchestrator.aio import in_event_loop, run_sync, start_thread
+from orchestrator.context import running
 from orchestrator.exceptions import FormInvalid, ProcessFailureError
 from orchestrator.flows.futures import (
     TaskFuture,
@@ -76,6 +78,12 @@ def current_turn() -> FlowTurn | None:
     return _turn.get()
 
 
+def flow_turn() -> FlowTurn | None:
+    """The flow run whose function itself (not a task of it) runs this code, or None."""
+    turn = _turn.get()
+    return turn if turn is not None and _call.get() is None else None
+
+
 def get_run_context() -> RunContext:
     """The flow run (and task run) this code runs in, as Prefect's `get_run_context()`."""
     turn = _turn.get()
@@ -96,40 +104,6 @@ class RunContext:
     flow_run: FlowRun
     task: Any = None
     task_run: TaskRun | None = None
-
-
-def in_event_loop() -> bool:
-    """Whether this code runs inside a coroutine (where the ORM must not be called, and
-    a call must hand back an awaitable). A loop merely marked running in this thread with
-    no task in it (a sync library driving one, as Playwright's does) does not count."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return asyncio.current_task(loop) is not None
-
-
-async def _await(awaitable: Any) -> Any:
-    return await awaitable
-
-
-def run_sync(awaitable: Any) -> Any:
-    """Run a coroutine to its end from sync code. Through asgiref, so the ORM calls it makes
-    with `sync_to_async` run back on this thread (and its transaction). Where this thread
-    has an event loop marked running by someone else (a sync library driving one), asgiref
-    refuses: the coroutine then runs from a helper thread."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return async_to_sync(_await)(awaitable)
-
-    def from_helper() -> Any:
-        try:
-            return async_to_sync(_await)(awaitable)
-        finally:
-            connection.close()
-
-    return start_thread(from_helper, "flow-async").result()
 
 
 # --- control flow: BaseExceptions, so a task's `except Exception` cannot swallow them ---------
@@ -209,10 +183,12 @@ class TaskCall:
         )
 
     def invoke(self) -> Any:
-        """The task body, with this call as the current one (for nested task calls)."""
+        """The task body (a coroutine for an async task), with this call as the current
+        one: for nested task calls, and as the current run (`orchestrator.context`) whose
+        step is this call, so the runs it starts are children keyed by the call."""
         token = _call.set(self)
         try:
-            with self.turn.log_prints(self.task.log_prints):
+            with self.turn.log_prints(self.task.log_prints), self.turn.running(self.key):
                 return self.task.fn(*self.bound.args, **self.bound.kwargs)
         finally:
             _call.reset(token)
@@ -400,7 +376,8 @@ class CallRun:
             try:
                 token = _call.set(self.call)
                 try:
-                    with self.turn.log_prints(self.call.task.log_prints):
+                    with self.turn.log_prints(self.call.task.log_prints), \
+                            self.turn.running(self.call.key):
                         coroutine = self.call.task.fn(*self.call.bound.args,
                                                       **self.call.bound.kwargs)
                         result = await (asyncio.wait_for(coroutine, limit) if limit else coroutine)
@@ -464,23 +441,6 @@ def log_task_run(process_id: Any, owner: str, row: dict[str, Any]) -> bool:
     return bool(found[0])
 
 
-def start_thread(fn: Any, name: str):
-    """`fn()` in a new daemon thread (with the caller's context); its concurrent Future."""
-    import concurrent.futures
-
-    future: concurrent.futures.Future = concurrent.futures.Future()
-    context = contextvars.copy_context()
-
-    def target() -> None:
-        try:
-            future.set_result(context.run(fn))
-        except BaseException as error:  # noqa: BLE001 - handed to the waiter
-            future.set_exception(error)
-
-    threading.Thread(target=target, name=name, daemon=True).start()
-    return future
-
-
 def normalise_cache_key(key: Any) -> str:
     import hashlib
 
@@ -523,8 +483,10 @@ class FlowTurn:
         self.deadline: float | None = None
         self.parameters: dict[str, Any] = {}
         self.progressed = False  # a row committed in this turn (delivery count reset)
-        self.children_started: set[Any] = set()
         self.awaited: set[Any] = set()
+        # When an earlier turn of this run last failed (None: never): a child that had
+        # failed by then is retried along with this run (orchestrator.flows.children).
+        self.failed_at: datetime.datetime | None = None
 
     # --- keys, replay, cache ------------------------------------------------------------------
 
@@ -537,6 +499,11 @@ class FlowTurn:
         key = f"{scope}/{name}#{index}" if scope else f"{name}#{index}"
         return key if len(key) <= 255 else normalise_cache_key(key + "~")[:255]
 
+    def child_key(self, name: str) -> str:
+        """The key of a child run started now by the flow function (`name#n`)."""
+        self.check_can_start()
+        return self.next_key(None, name)
+
     def counters_reset(self, key: str) -> None:
         """A new attempt of `key` numbers the calls inside it from zero again."""
         with self.lock:
@@ -545,12 +512,14 @@ class FlowTurn:
     def load_history(self) -> None:
         """What earlier turns recorded: completed task results and failed attempts."""
         rows = ProcessStep.objects.filter(process_id=self.pk, replayed=False).values_list(
-            "task_key", "status", "attempt", "state", "name"
+            "task_key", "status", "attempt", "state", "name", "completed_at"
         )
-        for key, status, attempt, state, name in rows:
+        for key, status, attempt, state, name, completed_at in rows:
             if not key:
                 if name == "Start":
                     self.first_turn = False
+                elif status in (StepStatus.FAILED, StepStatus.WAITING):  # the flow failed
+                    self.failed_at = max(self.failed_at or completed_at, completed_at)
                 continue
             if status == StepStatus.SUCCESS:
                 self.completed[key] = (state or {}).get("result")
@@ -712,6 +681,11 @@ class FlowTurn:
 
         return printing_to_log(self.flow.log_prints if enabled is None else enabled)
 
+    def running(self, step_name: str = ""):
+        """This flow run as the current run (`orchestrator.context`), in its task run
+        `step_name` (a task call's key) or in the flow function itself."""
+        return running(self.pk, self.process.workflow.name, step_name)
+
     # --- the flow -----------------------------------------------------------------------------
 
     def flow_run(self) -> FlowRun:
@@ -786,7 +760,7 @@ class FlowTurn:
         run_hooks(self.flow.on_running, self.flow, self.flow_run(), State(StateType.RUNNING))
 
     def call_flow_function(self) -> Any:
-        with self.log_prints(None):
+        with self.log_prints(None), self.running():
             if self.flow.isasync:
                 return run_sync(self.flow.fn(**self.parameters))
             return self.flow.fn(**self.parameters)

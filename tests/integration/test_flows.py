@@ -127,3 +127,28 @@ def test_aborting_a_running_flow_runs_its_cancellation_hook_once(synced, start_w
         "flow-running:RUNNING", "task-completion:COMPLETED", "flow-cancellation:CANCELLED"])
     assert status_of(process) == "aborted"
     assert not ProcessStep.objects.filter(process=process, task_key="slow#0").exists()
+
+
+KIDS = ["execute_in_task#0:0", "flow-child#0", "wf_child#0", "wf_child#1", "wf_child#2",
+        "wf_child#3"]
+
+
+@pytest.mark.parametrize("pool", [("threads", 2), ("solo", 1)], ids=["two-threads", "one-thread"])
+def test_sub_flows_execute_and_batches_of_a_flow_are_children_on_the_workers(
+    synced, start_worker, api, operator, pool
+):
+    start_worker(pool=pool[0], concurrency=pool[1])
+    parent = services.start_process(workflow_name="flow-kids",
+                                    input_pages=[{"value": 1, "hold": 0.3}])
+    wait_for(lambda: status_of(parent) == "completed", timeout=120)
+    parent.refresh_from_db()
+    assert parent.state["result"]["batch"] == [[6, None], [8, None]]
+    body = api(operator).get(f"/api/processes/?parent={parent.pk}").json()
+    assert body["count"] == len(KIDS)
+    assert all(row["parent"] == str(parent.pk) for row in body["results"])
+    assert sorted(Process.objects.filter(parent=parent).values_list("call_key", flat=True)) \
+        == KIDS
+    wait_for(lambda: not Process.objects.filter(parent=parent).exclude(
+        status="completed").exists())  # the submitted one too, on its own
+    pings = WorkerPing.objects.filter(marker__startswith="child:")
+    assert pings.count() == 5 == pings.values("marker").distinct().count()  # each ran once

@@ -9,11 +9,13 @@ import uuid
 
 import pytest
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from orchestrator import services
 from orchestrator.exceptions import FormInvalid
 from orchestrator.flows import Flow, flow, task
+from orchestrator.flows.children import WakeParentFlows
 from orchestrator.models import Process, ProcessStep, WorkerPing
 from tests import flows as test_flows
 from tests.helpers import run, start
@@ -317,3 +319,97 @@ def test_deadline_of_the_whole_flow(synced):
     assert "FlowRunTimeout" in process.failed_reason
     assert datetime.timedelta(0) < process.finished_at - process.started_at if \
         process.finished_at else True
+
+
+# --- runs a flow starts: sub-flows, submit, execute, batches ---------------------------------
+
+KIDS = ["execute_in_task#0:0", "flow-child#0", "wf_child#0", "wf_child#1", "wf_child#2",
+        "wf_child#3"]
+
+
+def children_of(process: Process) -> dict[str, Process]:
+    return {child.call_key: child for child in Process.objects.filter(parent=process)}
+
+
+def child_runs(child: Process) -> int:
+    return WorkerPing.objects.filter(marker=f"child:{child.pk}").count()
+
+
+def test_the_runs_a_flow_starts_are_its_children_keyed_by_the_call(synced):
+    parent = run(start("flow-kids", {"value": 1}))
+    assert parent.status == "completed", parent.failed_reason
+    result = parent.state["result"]
+    assert result["sub"] == 11 and result["executed"] == 4 and result["in_task"] == 10
+    assert result["batch"] == [[6, None], [8, None]]
+    children = children_of(parent)
+    assert sorted(children) == KIDS
+    submitted = children.pop("wf_child#0")  # fire and forget: nobody waited for it
+    assert str(submitted.pk) == result["submitted"] and submitted.status == "created"
+    assert {child.status for child in children.values()} == {"completed"}
+    assert children["flow-child#0"].workflow.name == "flow-child"
+    assert list(parent.tag_rows.values_list("name", flat=True)) == ["node:n5"]
+
+
+def test_a_flow_retried_after_a_failed_child_reuses_its_children_and_retries_that_one(synced):
+    fix = f"/tmp/orchestrator-fix-{62}"  # the executed child's value
+    parent = run(start("flow-kids", {"value": 61, "fail": True}))
+    assert parent.status == "failed"
+    assert "WorkflowRunFailed" in parent.failed_reason
+    assert "child 62 fails on purpose" in parent.failed_reason
+    before = children_of(parent)
+    assert sorted(before) == ["flow-child#0", "wf_child#0", "wf_child#1"]
+    assert before["wf_child#1"].status == "failed"
+    open(fix, "w").close()
+    try:
+        services.resume_process(process=parent)
+        parent = run(parent)
+    finally:
+        os.remove(fix)
+    assert parent.status == "completed", parent.failed_reason
+    after = children_of(parent)
+    assert sorted(after) == KIDS
+    assert all(after[key].pk == child.pk for key, child in before.items())  # found again
+    assert after["wf_child#1"].status == "completed"  # the failed one, retried
+    assert child_runs(after["wf_child#1"]) == 1  # its failed attempt rolled back
+    assert after["wf_child#0"].status == "created"  # not started twice, not run
+    assert markers(f"{after['flow-child#0'].pk}:") == [f"{after['flow-child#0'].pk}:61"]
+    assert parent.state["result"]["executed"] == 124
+
+
+def test_a_flow_waiting_for_a_child_parks_without_a_worker_and_its_end_wakes_it(synced):
+    parent = run(start("flow-parks", {"value": 7}))
+    assert parent.status == "waiting" and parent.waiting_on_children
+    assert parent.lease_owner == ""  # no worker held while it waits
+    child = Process.objects.get(parent=parent)
+    assert child.status == "waiting" and child.call_key == "flow-flaky-child#0"
+    time.sleep(max(0.0, (child.retry_at - timezone.now()).total_seconds()) + 0.05)
+    child = run(child)
+    assert child.status == "completed"
+    parent.refresh_from_db()
+    assert parent.status == "resumed" and not parent.waiting_on_children  # woken
+    parent = run(parent)
+    assert parent.status == "completed", parent.failed_reason
+    assert parent.state["result"] == 7
+    assert markers(f"{child.pk}:flaky-child") == [f"{child.pk}:flaky-child"] * 2
+
+
+def test_a_child_that_failed_while_its_parent_was_parked_fails_the_parent(synced):
+    parent = run(start("flow-parks", {"value": 8}))
+    child = Process.objects.get(parent=parent)
+    with transaction.atomic():  # it ends failed (as its last retry would), which wakes
+        Process.objects.filter(pk=child.pk).update(status="failed", failed_reason="gone")
+        child.refresh_from_db()
+        WakeParentFlows().process_stopped(child, "failed")
+    parent = run(parent)
+    assert parent.status == "failed" and f"run {child.pk} ended failed: gone" in \
+        parent.failed_reason
+    assert Process.objects.get(pk=child.pk).status == "failed"  # not retried by the wake
+
+
+def test_an_async_flow_awaits_execute_batches_and_sub_flows_as_children(synced):
+    parent = run(start("flow-kids-async", {"value": 1}))
+    assert parent.status == "completed", parent.failed_reason
+    assert parent.state["result"] == {"executed": 2, "batch": [[4, None], [6, None]],
+                                      "sub": 41}
+    assert sorted(children_of(parent)) == ["flow-child#0", "wf_child#0", "wf_child#1",
+                                           "wf_child#2"]

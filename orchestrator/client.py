@@ -10,7 +10,9 @@
         ...
 
 Each is also awaitable from async code (`await client.submit_workflow(...)`, or
-`asubmit_workflow` / `aexecute_workflow`), without blocking the event loop.
+`asubmit_workflow` / `aexecute_workflow`), without blocking the event loop: the database
+work goes through `sync_to_async`, so from an async step it runs on the step's thread as
+from a sync step.
 
 Called from a running step (or a flow's task run), the runs it starts are its children
 (`Process.parent`), and each call is numbered within the step (`orchestrator.context`): when
@@ -272,14 +274,6 @@ def pauses(timeout: float | None) -> Iterator[float]:
     raise TimeoutError(f"the runs waited for did not finish within {timeout:g} s")
 
 
-def close_after(func: typing.Callable[..., Any], *args: Any) -> Any:
-    """Call `func` in a pool thread and close the thread's database connections after."""
-    try:
-        return func(*args)
-    finally:
-        connections.close_all()
-
-
 class WorkflowClient:
     """Infrahub-style entry points for starting runs from code (module docstring)."""
 
@@ -296,8 +290,7 @@ class WorkflowClient:
 
     async def asubmit_workflow(self, workflow: Any, parameters: Any = None,
                                context: dict[str, Any] | None = None) -> str:
-        submission = Submission(workflow_name(workflow), parameters, context or {})
-        return str((await sync_to_async(start_child)(submission)).pk)
+        return await sync_to_async(self.submit_workflow)(workflow, parameters, context)
 
     def execute_workflow(self, workflow: Any, parameters: Any = None,
                          context: dict[str, Any] | None = None, expected_return: Any = None,
@@ -421,7 +414,7 @@ class WorkflowBatch:
                        ) -> AsyncIterator[tuple[Any, BaseException | None]]:
         given, waits = 0, pauses(timeout)
         while True:
-            unfinished = await asyncio.to_thread(close_after, self.step)
+            unfinished = await sync_to_async(self.step)()
             for outcome in self.ready(given):
                 given += 1
                 yield outcome

@@ -13,6 +13,7 @@ retry), at the end, or when an admin pauses the engine. A second thread watches 
 from __future__ import annotations
 
 import datetime
+import inspect
 import logging
 import os
 import secrets as token_generator
@@ -29,6 +30,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from orchestrator import concurrency, extensions, registry, selectors
+from orchestrator.aio import run_sync
 from orchestrator.context import running
 from orchestrator.crypto import decrypt_json, token_digest
 from orchestrator.exceptions import ProcessFailureError
@@ -449,6 +451,8 @@ class ProcessRun:
             redacting(self.redact),
         ):
             result = call_with_state(step.func, state) if step.func else None
+            if inspect.iscoroutine(result):  # an `async def` step: run here, to its end
+                result = run_sync(result)
         if result is not None and not isinstance(result, dict):
             raise TypeError(f"step {step.name!r} returned {type(result).__name__}, not a dict")
         new_state = dict(process.state)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
 from urllib.parse import quote
 
+from asgiref.sync import sync_to_async
 from django import forms
+from django.db import connection
 
-from orchestrator.catalogue import WorkflowDefinition
+from orchestrator.catalogue import WorkflowDefinition, get_workflow
+from orchestrator.context import current_process_id
 from orchestrator.forms import (
     SecretField,
     VisibleModelChoiceField,
@@ -394,6 +398,8 @@ WORKFLOWS = [
         "wf_refused",
         "wf_pick",
         "wf_nested",
+        "wf_async",
+        "wf_async_retry",
     )
 ] + [_test("wf_audited", is_task=False)]
 
@@ -420,3 +426,52 @@ def upgrade_port(config: dict) -> State:
 @workflow("Change one port of a nested configuration")
 def wf_nested() -> StepList:
     return init >> build_config >> upgrade_port >> done
+
+
+# --- async steps ------------------------------------------------------------------------------
+
+
+class AsyncForm(forms.Form):
+    value = forms.IntegerField()
+    fail = forms.BooleanField(required=False)
+    direct = forms.BooleanField(required=False)
+
+
+@step("Write asynchronously")
+async def write_async(process_id: str, value: int, fail: bool = False,
+                      direct: bool = False) -> State:
+    await asyncio.sleep(0.01)
+    if direct:  # the ORM called straight from a coroutine: Django refuses
+        WorkerPing.objects.create(marker=f"{process_id}:async-direct")
+    await WorkerPing.objects.acreate(marker=f"{process_id}:async-orm")
+    await sync_to_async(record)(f"{process_id}:async-sync")
+    in_step = await sync_to_async(lambda: connection.in_atomic_block)()
+    if fail:
+        raise RuntimeError("the async step fails after writing")
+    return {"doubled": value * 2, "in_step_transaction": in_step, "run": current_process_id()}
+
+
+@step("Execute a child asynchronously")
+async def execute_async(doubled: int) -> State:
+    child = await get_workflow().execute_workflow(
+        workflow="wf_child", parameters={"value": doubled}, expected_return=int)
+    return {"child": child}
+
+
+@workflow("Async steps: ORM writes through sync_to_async, a child executed",
+          initial_input_form=AsyncForm)
+def wf_async() -> StepList:
+    return init >> write_async >> execute_async >> done
+
+
+@retrystep("Retry asynchronously")
+async def retry_async(process_id: str) -> State:
+    await asyncio.sleep(0)
+    if attempts_of(process_id, "async-retry") < 2:
+        raise ConnectionError("not reachable yet")
+    return {"retried": True}
+
+
+@workflow("An async retry step that succeeds on its second attempt")
+def wf_async_retry() -> StepList:
+    return init >> retry_async >> done

@@ -1,6 +1,6 @@
-"""execute_workflow and batches from running steps, on real workers: the children show
-under the parent, run concurrently, and a worker whose every thread waits for children
-still finishes them (the waiting thread runs a child no worker took)."""
+"""execute_workflow and batches from running steps (sync and async), on real workers: the
+children show under the parent, run concurrently, and a worker whose every thread waits for
+children still finishes them (the waiting thread runs a child no worker took)."""
 
 from __future__ import annotations
 
@@ -65,3 +65,12 @@ def test_batch_children_run_concurrently_on_the_workers(synced, start_worker):
     overlapping = sum(1 for x in spans for y in spans
                       if x is not y and x["a"] < y["b"] and y["a"] < x["b"])
     assert overlapping > 0, spans
+
+
+def test_async_steps_run_on_a_worker_and_execute_their_child(synced, start_worker):
+    start_worker(pool="threads", concurrency=2)
+    parent = finished(services.start_process(workflow_name="wf_async",
+                                             input_pages=[{"value": 4}]))
+    assert parent.status == "completed", parent.failed_reason
+    assert parent.state["in_step_transaction"] is True and parent.state["child"] == 16
+    assert Process.objects.get(parent=parent).status == "completed"

@@ -26,3 +26,4 @@ if "celery" in os.path.basename(os.path.dirname(sys.argv[0]) + os.path.basename(
     _load_settings()
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+app.steps["worker"].add("orchestrator.heartbeat:WorkerHeartbeatStep")

@@ -311,6 +311,30 @@ class WorkerPing(models.Model):
         return self.marker
 
 
+class WorkerHeartbeat(models.Model):
+    """A Celery worker as it reports itself: written when it starts, every
+    ORCHESTRATOR_WORKER_HEARTBEAT_SECONDS while it runs, and when it stops cleanly
+    (`orchestrator.heartbeat`). One row per node name: a restarted worker takes its row back.
+    A worker killed without a word is told by its `last_seen_at` (selectors.workers)."""
+
+    name = models.CharField(max_length=255, unique=True, help_text="Its node name (-n).")
+    hostname = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    queues = models.JSONField(default=list, blank=True)
+    pool = models.CharField(max_length=50, blank=True)
+    concurrency = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField(db_index=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        default_permissions = ("view",)  # written by the workers only
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class AuditEvent(models.Model):
     """One thing a user did outside a process's own steps (pausing the engine, aborting or
     deleting a process, setting a subscription in sync, an admin edit...): who, what, when,

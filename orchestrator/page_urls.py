@@ -17,6 +17,7 @@ urlpatterns = [
     path("processes/<uuid:pk>/abort/", views.process_abort, name="process-abort"),
     path("processes/<uuid:pk>/delete/", views.process_delete, name="process-delete"),
     path("schedules/", views.schedule_list, name="schedule-list"),
+    path("workers/", views.worker_list, name="worker-list"),
     path("audit/", views.audit_list, name="audit-list"),
     path("subscriptions/", include("subscriptions.urls")),
     path("blueprints/", include("blueprints.urls")),

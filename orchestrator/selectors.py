@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Case, CharField, Exists, OuterRef, QuerySet, Value, When
+from django.utils import timezone
 from guardian.shortcuts import get_objects_for_user
 
-from orchestrator.models import AuditEvent, EngineSettings, Process, ProcessStep, Workflow
+from orchestrator.models import (
+    AuditEvent,
+    EngineSettings,
+    Process,
+    ProcessStep,
+    WorkerHeartbeat,
+    Workflow,
+)
 from orchestrator.permissions import require
 from orchestrator.statediff import state_diff
 
@@ -101,3 +111,24 @@ def process_step_diffs(process: Process) -> list[dict[str, Any]]:
         if step.status not in ("failed", "waiting"):
             previous = state
     return rows
+
+
+# A worker that missed this many heartbeats in a row is lost (killed, hung, or cut off).
+MISSED_HEARTBEATS = 3
+WORKER_STATUSES = ("alive", "stopped", "lost")
+
+
+def workers() -> QuerySet[WorkerHeartbeat]:
+    """Every worker that reported itself, with `status`: `alive` (seen within
+    MISSED_HEARTBEATS heartbeats), `stopped` (said so when it shut down) or `lost`."""
+    seen_since = timezone.now() - datetime.timedelta(
+        seconds=settings.ORCHESTRATOR_WORKER_HEARTBEAT_SECONDS * MISSED_HEARTBEATS
+    )
+    return WorkerHeartbeat.objects.annotate(
+        status=Case(
+            When(stopped_at__isnull=False, then=Value("stopped")),
+            When(last_seen_at__gte=seen_since, then=Value("alive")),
+            default=Value("lost"),
+            output_field=CharField(),
+        )
+    ).order_by("name")

@@ -40,6 +40,7 @@ from orchestrator.models import (
     ProcessStep,
     ProcessTag,
     StepStatus,
+    WorkerHeartbeat,
     Workflow,
 )
 from orchestrator.permissions import require, user_may
@@ -597,3 +598,38 @@ def sync_workflows() -> list[tuple[str, str, dict[str, Any]]]:
                                     for action, name, values in changes]},
             )
     return changes
+
+
+# --- worker heartbeats (orchestrator.heartbeat) ---------------------------------------------
+
+# A worker row not seen for this long is forgotten when another worker starts.
+FORGET_WORKERS_AFTER = datetime.timedelta(days=7)
+
+
+def record_worker_heartbeat(
+    *, name: str, hostname: str, pid: int, queues: Iterable[str], pool: str, concurrency: int,
+    started_at: datetime.datetime,
+) -> WorkerHeartbeat:
+    """A worker says it is alive (at start and every ORCHESTRATOR_WORKER_HEARTBEAT_SECONDS)."""
+    worker, _ = WorkerHeartbeat.objects.update_or_create(
+        name=name,
+        defaults={
+            "hostname": hostname, "pid": pid, "queues": sorted(queues), "pool": pool,
+            "concurrency": concurrency, "started_at": started_at,
+            "last_seen_at": timezone.now(), "stopped_at": None,
+        },
+    )
+    return worker
+
+
+def record_worker_stopped(*, name: str, pid: int) -> None:
+    """A worker stops cleanly (warm or cold shutdown); a newer one of that name is left be."""
+    WorkerHeartbeat.objects.filter(name=name, pid=pid).update(
+        stopped_at=timezone.now(), last_seen_at=timezone.now()
+    )
+
+
+def forget_old_workers() -> int:
+    """Delete the rows of workers not seen for FORGET_WORKERS_AFTER."""
+    cutoff = timezone.now() - FORGET_WORKERS_AFTER
+    return WorkerHeartbeat.objects.filter(last_seen_at__lt=cutoff).delete()[0]

@@ -292,6 +292,11 @@ LOGGING = {
         "axes": {"level": "WARNING"},  # lockouts are warnings; each attempt is not news
     },
 }
+# Each worker writes its heartbeat row this often (orchestrator.heartbeat); one not seen for
+# three beats is shown as lost.
+ORCHESTRATOR_WORKER_HEARTBEAT_SECONDS = env_int(
+    "ORCHESTRATOR_WORKER_HEARTBEAT_SECONDS", 10, minimum=1
+)
 # A step started this many times without finishing (its worker keeps dying) fails the run.
 ORCHESTRATOR_MAX_DELIVERIES = env_int("ORCHESTRATOR_MAX_DELIVERIES", 10)
 # Flows: threads per flow run for submitted task runs; how often a flow parked for its child

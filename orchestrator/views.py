@@ -14,6 +14,7 @@ from typing import Any
 
 import django_filters
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required, login_required
 from django.core.exceptions import PermissionDenied
@@ -512,6 +513,29 @@ def schedule_list(request: HttpRequest) -> HttpResponse:
             "process_visible": bool(outcome and outcome.process_id in visible),
         })
     return render(request, "orchestrator/schedule_list.html", {"rows": rows})
+
+
+# --- workers --------------------------------------------------------------------------------
+
+
+@login_required
+def worker_list(request: HttpRequest) -> HttpResponse:
+    """Every Celery worker that reported itself: alive, stopped or lost, on which queues,
+    when last heard from (their own heartbeats: nothing is asked of the workers here)."""
+    if not user_may(request.user, "orchestrator.view_workerheartbeat"):
+        raise PermissionDenied("You may not see the workers.")
+    rows = list(selectors.workers())
+    alive_queues = {queue for row in rows if row.status == "alive" for queue in row.queues}
+    context = {
+        "workers": rows,
+        "queues_without_worker": [
+            queue.name for queue in settings.CELERY_TASK_QUEUES if queue.name not in alive_queues
+        ],
+        "heartbeat_seconds": settings.ORCHESTRATOR_WORKER_HEARTBEAT_SECONDS,
+        "lost_after_seconds": settings.ORCHESTRATOR_WORKER_HEARTBEAT_SECONDS
+        * selectors.MISSED_HEARTBEATS,
+    }
+    return render(request, "orchestrator/worker_list.html", context)
 
 
 # --- the audit trail ------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import django_filters
 from django import forms
+from django.db.models import QuerySet
 
 from orchestrator import selectors
 from orchestrator.filters import BooleanFilter, StrictFilterSet
@@ -11,10 +12,12 @@ from orchestrator.models import (
     AuditEvent,
     Process,
     ProcessStatus,
+    WorkerHeartbeat,
     Workflow,
     WorkflowTarget,
     WorkflowType,
 )
+from orchestrator.selectors import WORKER_STATUSES
 
 
 class ProcessFilter(StrictFilterSet):
@@ -109,3 +112,24 @@ class AuditEventFilter(StrictFilterSet):
         if value.endswith("."):
             return queryset.filter(action__startswith=value)
         return queryset.filter(action=value)
+
+
+class WorkerFilter(StrictFilterSet):
+    """`/api/workers/?status=alive` (or `stopped`, `lost`) and `?queue=core`."""
+
+    status = django_filters.ChoiceFilter(
+        choices=[(status, status) for status in WORKER_STATUSES],
+        help_text="alive: heard from within three heartbeats; stopped: shut down cleanly; "
+                  "lost: silent since (killed, hung or cut off).",
+    )
+    queue = django_filters.CharFilter(
+        method="filter_queue", max_length=255, help_text="Workers consuming from this queue."
+    )
+
+    class Meta:
+        model = WorkerHeartbeat
+        fields = ["status", "queue"]
+
+    def filter_queue(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        names = [row.name for row in queryset if value in (row.queues or [])]
+        return queryset.filter(name__in=names)

@@ -17,8 +17,9 @@ from rest_framework import serializers
 from orchestrator import concurrency, extensions
 from orchestrator.extensions import Touched
 from orchestrator.forms import MAX_PAGES
-from orchestrator.models import AuditEvent, Process, Workflow
+from orchestrator.models import AuditEvent, Process, WorkerHeartbeat, Workflow
 from orchestrator.schedules import SCHEDULE_PREFIX, cron_of, describe_schedule, next_run_at
+from orchestrator.selectors import WORKER_STATUSES
 
 MAX_TAGS = 50
 # A form's JSON Schema, or null when there is no page to fill in.
@@ -440,3 +441,21 @@ class AuditEventSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
         ref_name = "AuditEvent"
+
+
+class WorkerSerializer(serializers.ModelSerializer):
+    """A Celery worker as its heartbeats describe it (orchestrator.heartbeat)."""
+
+    status = serializers.ChoiceField(
+        choices=WORKER_STATUSES, read_only=True,
+        help_text="alive: heard from within three heartbeats; stopped: shut down cleanly; "
+                  "lost: silent since (killed, hung or cut off).",
+    )
+
+    class Meta:
+        model = WorkerHeartbeat
+        fields = [
+            "name", "status", "queues", "hostname", "pid", "pool", "concurrency",
+            "started_at", "last_seen_at", "stopped_at",
+        ]
+        ref_name = "Worker"

@@ -10,6 +10,7 @@ router.register("workflows", views.WorkflowViewSet, basename="api-workflow")
 router.register("processes", views.ProcessViewSet, basename="api-process")
 router.register("schedules", views.ScheduleViewSet, basename="api-schedule")
 router.register("audit", views.AuditEventViewSet, basename="api-audit")
+router.register("workers", views.WorkerViewSet, basename="api-worker")
 
 urlpatterns = [
     path("auth/token/", views.ApiTokenView.as_view(), name="api-token"),

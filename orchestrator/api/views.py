@@ -36,7 +36,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from orchestrator import registry, schedules, selectors, services
-from orchestrator.api.filters import AuditEventFilter, ProcessFilter, WorkflowFilter
+from orchestrator.api.filters import (
+    AuditEventFilter,
+    ProcessFilter,
+    WorkerFilter,
+    WorkflowFilter,
+)
 from orchestrator.api.serializers import (
     ApiErrorSerializer,
     AuditEventSerializer,
@@ -49,13 +54,21 @@ from orchestrator.api.serializers import (
     ProcessSerializer,
     ProcessStartSerializer,
     ScheduleSerializer,
+    WorkerSerializer,
     WorkflowDetailSerializer,
     WorkflowSerializer,
 )
 from orchestrator.auth import LockedOut
 from orchestrator.exceptions import FormInvalid, NotFound
 from orchestrator.forms import form_json_schema, validate_pages
-from orchestrator.models import AuditEvent, Process, ProcessStatus, ProcessTag, Workflow
+from orchestrator.models import (
+    AuditEvent,
+    Process,
+    ProcessStatus,
+    ProcessTag,
+    WorkerHeartbeat,
+    Workflow,
+)
 from orchestrator.permissions import user_may
 from orchestrator.redaction import redacting, redactor_for
 from orchestrator.safejson import bad_string, json_problem
@@ -543,6 +556,34 @@ class ScheduleViewSet(JSONOnlyMixin, viewsets.ReadOnlyModelViewSet):
             .values_list("pk", flat=True)
         )
         return context
+
+
+# --- workers ------------------------------------------------------------------------------
+
+
+class CanViewWorkers(BasePermission):
+    message = "You do not have the permission 'orchestrator.view_workerheartbeat' for this."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return user_may(request.user, "orchestrator.view_workerheartbeat")
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="Celery workers: alive, stopped or lost, their queues, when last heard from",
+        responses={200: WorkerSerializer(many=True), 400: ERRORS[400], 403: ERRORS[403]},
+    ),
+)
+class WorkerViewSet(JSONOnlyMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+    """The same permission as the workers page: `orchestrator.view_workerheartbeat`."""
+
+    permission_classes = [IsAuthenticated, CanViewWorkers]
+    pagination_class = Pagination
+    serializer_class = WorkerSerializer
+    filterset_class = WorkerFilter
+
+    def get_queryset(self) -> QuerySet[WorkerHeartbeat]:
+        return selectors.workers()
 
 
 # --- the audit trail ----------------------------------------------------------------------

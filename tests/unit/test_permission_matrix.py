@@ -95,6 +95,7 @@ TABLE = [
     Row("GET", "/api/schedules/", "401 403 403 200 200 200 200"),
     Row("GET", "/api/schedules/{schedule}/", "401 403 403 200 200 200 200"),
     Row("GET", "/api/audit/", "401 403 403 403 403 200 200"),
+    Row("GET", "/api/workers/", "401 403 403 200 200 200 200"),
     Row("GET", "/api/audit/{audit}/", "401 403 403 403 403 200 200"),
     # ---- the subscriptions API ------------------------------------------------
     Row("GET", "/api/products/", "401 200 200 200 200 200 200"),
@@ -164,6 +165,7 @@ TABLE = [
     Row("POST", "/processes/{process}/delete/", "302 404 302|404 403 403 302 302", {}),
     Row("GET", "/schedules/", "302 403 403 200 200 200 200"),
     Row("GET", "/audit/", "302 403 403 403 403 200 200"),
+    Row("GET", "/workers/", "302 403 403 200 200 200 200"),
     Row("GET", "/subscriptions/", "302 200 200 200 200 200 200"),
     Row("GET", "/subscriptions/?search=hidden", "302 200 200 200 200 200 200"),
     Row("GET", "/subscriptions/products/", "302 200 200 200 200 200 200"),

@@ -295,7 +295,10 @@ class EngineSettings(models.Model):
 
     class Meta:
         verbose_name_plural = "engine settings"
-        permissions = [("pause_engine", "Can pause and unpause the engine")]
+        permissions = [
+            ("pause_engine", "Can pause and unpause the engine"),
+            ("view_metrics", "Can read the Prometheus metrics (GET /metrics)"),
+        ]
 
     def __str__(self) -> str:
         return "paused" if self.paused else "running"

@@ -7,6 +7,7 @@ from orchestrator import views
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", views.prometheus_metrics, name="metrics"),
     path("engine/", views.engine_pause, name="engine-pause"),
     path("workflows/", views.workflow_list, name="workflow-list"),
     path("workflows/<str:name>/start/", views.workflow_start, name="workflow-start"),

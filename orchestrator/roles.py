@@ -24,11 +24,12 @@ OPERATOR_CODENAMES = (
 # Admins manage definitions and may delete and pause on top of what operators do.
 ADMIN_ACTION_PREFIXES = ("add_", "change_", "delete_")
 ADMIN_CODENAMES = (
-    "pause_engine", "set_in_sync", "view_auditevent", "teardown_execution", "view_apitoken"
+    "pause_engine", "set_in_sync", "view_auditevent", "teardown_execution", "view_apitoken",
+    "view_metrics",
 )
 # Views only admins hold among the roles (the audit trail: who did what, from where; who
-# holds API tokens).
-ADMIN_ONLY_VIEWS = ("view_auditevent", "view_apitoken")
+# holds API tokens; the metrics, which count every workflow's runs).
+ADMIN_ONLY_VIEWS = ("view_auditevent", "view_apitoken", "view_metrics")
 # Admins also see and clear login lockouts (django-axes: delete an attempt to unlock).
 ADMIN_LOCKOUT_PERMISSIONS = Q(
     content_type__app_label="axes",

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Case, CharField, Exists, OuterRef, QuerySet, Value, When
+from django.db.models import Case, CharField, Count, Exists, OuterRef, QuerySet, Value, When
 from django.utils import timezone
 from guardian.shortcuts import get_objects_for_user
 
@@ -15,6 +15,7 @@ from orchestrator.models import (
     AuditEvent,
     EngineSettings,
     Process,
+    ProcessStatus,
     ProcessStep,
     WorkerHeartbeat,
     Workflow,
@@ -25,6 +26,19 @@ from orchestrator.statediff import state_diff
 
 def engine_is_paused() -> bool:
     return EngineSettings.objects.filter(pk=1, paused=True).exists()
+
+
+def process_counts_by_status() -> dict[str, int]:
+    """How many runs are in each status (statuses without a run are absent)."""
+    rows = Process.objects.order_by().values_list("status").annotate(count=Count("id"))
+    return dict(rows)
+
+
+def runs_waiting_for_slot() -> int:
+    """Queued runs waiting for a concurrency slot of their workflow (orchestrator.concurrency)."""
+    return Process.objects.filter(
+        status=ProcessStatus.QUEUED, slot_requested_at__isnull=False
+    ).count()
 
 
 def workflows_for_user(user) -> QuerySet[Workflow]:

@@ -297,6 +297,12 @@ LOGGING = {
 ORCHESTRATOR_WORKER_HEARTBEAT_SECONDS = env_int(
     "ORCHESTRATOR_WORKER_HEARTBEAT_SECONDS", 10, minimum=1
 )
+# GET /metrics: scrapers send `Authorization: Bearer <this>` (empty: only logged-in users
+# with orchestrator.view_metrics, the admin role); the step histogram covers this window.
+ORCHESTRATOR_METRICS_TOKEN = os.environ.get("ORCHESTRATOR_METRICS_TOKEN", "")
+ORCHESTRATOR_METRICS_WINDOW_SECONDS = env_int(
+    "ORCHESTRATOR_METRICS_WINDOW_SECONDS", 300, minimum=1
+)
 # A step started this many times without finishing (its worker keeps dying) fails the run.
 ORCHESTRATOR_MAX_DELIVERIES = env_int("ORCHESTRATOR_MAX_DELIVERIES", 10)
 # Flows: threads per flow run for submitted task runs; how often a flow parked for its child

@@ -7,6 +7,7 @@ Multi-page input forms in the browser: `orchestrator.forms.PagedForm`.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import re
 import secrets as token_generator
@@ -28,8 +29,18 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST, require_safe
 from django_celery_beat.models import PeriodicTask
 from guardian.shortcuts import get_objects_for_user
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from orchestrator import concurrency, extensions, health, registry, schedules, selectors, services
+from orchestrator import (
+    concurrency,
+    extensions,
+    health,
+    metrics,
+    registry,
+    schedules,
+    selectors,
+    services,
+)
 from orchestrator.api.filters import AuditEventFilter, WorkflowFilter
 from orchestrator.exceptions import (
     IdempotencyKeyReused,
@@ -85,6 +96,39 @@ def healthz(request: HttpRequest) -> JsonResponse:
     down = any(problems.values())
     return JsonResponse({"status": "unavailable" if down else "ok", **body},
                         status=503 if down else 200)
+
+
+def metrics_refusal(request: HttpRequest) -> JsonResponse | None:
+    """None when the request may read /metrics: the bearer token of
+    ORCHESTRATOR_METRICS_TOKEN, or a logged-in user with orchestrator.view_metrics."""
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    expected = settings.ORCHESTRATOR_METRICS_TOKEN
+    if scheme.lower() == "bearer":
+        if expected and hmac.compare_digest(credentials.strip().encode(), expected.encode()):
+            return None
+        refusal = JsonResponse({"detail": "Invalid metrics token."}, status=401)
+    elif request.user.is_authenticated:
+        if user_may(request.user, "orchestrator.view_metrics"):
+            return None
+        return JsonResponse(
+            {"detail": "You do not have the permission 'orchestrator.view_metrics' for this."},
+            status=403,
+        )
+    else:
+        refusal = JsonResponse({"detail": "Authentication credentials were not provided."},
+                               status=401)
+    refusal["WWW-Authenticate"] = 'Bearer realm="metrics"'
+    return refusal
+
+
+@login_not_required
+@require_safe
+def prometheus_metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus metrics (orchestrator.metrics), read from the database at each scrape."""
+    refusal = metrics_refusal(request)
+    if refusal is not None:
+        return refusal
+    return HttpResponse(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
 
 
 # --- dashboard and engine -------------------------------------------------------------------

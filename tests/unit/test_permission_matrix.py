@@ -151,6 +151,7 @@ TABLE = [
     Row("POST", "/logout/", "302 302 302 302 302 302 302"),
     Row("GET", "/", "302 200 200 200 200 200 200"),
     Row("GET", "/healthz", "200 200 200 200 200 200 200"),  # for load balancers: no login
+    Row("GET", "/metrics", "401 403 403 403 403 200 200"),  # or a bearer token (test_metrics)
     Row("POST", "/engine/", "302 403 403 403 403 302 302", {"paused": "0"}),
     Row("GET", "/workflows/", "302 200 200 200 200 200 200"),
     Row("GET", "/workflows/{workflow}/start/", "302 404 200|404 403 200 200 200"),

@@ -209,9 +209,10 @@ def validate_pages(
             name: state_value(form.fields.get(name), value)
             for name, value in form.cleaned_data.items() if name not in secrets
         })
+        given = {k: form.cleaned_data[k] for k in secrets if k in form.cleaned_data}
         result.data.update(cleaned)
-        result.secrets.update({k: form.cleaned_data[k] for k in secrets})
-        sent = {**cleaned, **{k: form.cleaned_data[k] for k in secrets}}
+        result.secrets.update(given)
+        sent = {**cleaned, **given}
     return result
 
 

@@ -331,11 +331,43 @@ def flow_unstorable() -> None:
     unstorable()
 
 
+@task(retries=1, retry_delay_seconds=0, task_run_name="deploy-{site}")
+def deploy(site: str, token: str) -> int:
+    attempt = get_run_context().task_run.run_count
+    record(f"{run_id()}:deploy:{attempt}")  # rolled back with a failed attempt
+    logger.debug("debug detail of attempt %s", attempt)
+    logger.info("deploying %s (attempt %s) with token %s", site, attempt, token)
+    if attempt == 1:
+        raise ConnectionError(f"{site} refused the connection")
+    return attempt
+
+
+@task
+async def announce(site: str) -> str:
+    logger.info("announcing %s", site)
+    return site
+
+
+@flow(flow_run_name="deploy-{site}")
+def flow_deploy(site: str = "ams1", lines: int = 0, token: pydantic.SecretStr | None = None,
+                pause: float = 0) -> int:
+    """Deploys a site in two tasks, logging as it goes (run logs)."""
+    logger.info("deploying %s in %s lines", site, lines)
+    for index in range(lines):
+        logger.info("progress line %s", index)
+    secret = token.get_secret_value() if token else "none"
+    attempts = deploy(site, secret)
+    time.sleep(pause)
+    announce(site)
+    time.sleep(pause)
+    return attempts
+
+
 WORKFLOWS = [
     flow_counted, flow_submitted, flow_mapped, flow_noop, flow_noop_submitted,
     flow_retry_delays, flow_retry_condition, flow_retried, flow_hooks, flow_cached,
     flow_child, flow_parent, flow_typed, flow_secret, flow_async, flow_timeout, flow_logs,
-    flow_unstorable,
+    flow_unstorable, flow_deploy,
 ]
 
 

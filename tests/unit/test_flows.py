@@ -307,6 +307,13 @@ def test_secret_parameters_stay_out_of_the_state(synced):
                for row in rows)
 
 
+def test_an_optional_secret_parameter_may_be_left_out(synced):
+    process = start("flow-deploy", {"site": "ams1"})  # token: SecretStr | None = None
+    assert process.state["site"] == "ams1" and "token" not in process.state
+    process = run(process)
+    assert process.status == "completed", process.failed_reason
+
+
 def test_the_flow_waits_for_submitted_failures_and_reports_them(synced):
     process = run(start("flow-counted-submitted-failure"))
     assert process.status == "failed"

@@ -4,6 +4,7 @@ import os
 import sys
 
 from celery import Celery
+from celery.signals import after_setup_logger
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator.settings")
 
@@ -27,3 +28,10 @@ if "celery" in os.path.basename(os.path.dirname(sys.argv[0]) + os.path.basename(
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 app.steps["worker"].add("orchestrator.heartbeat:WorkerHeartbeatStep")
+
+
+@after_setup_logger.connect
+def _keep_run_log_level(logger, loglevel=None, **kwargs) -> None:
+    from orchestrator.runlog import keep_run_log_level
+
+    keep_run_log_level(logger, loglevel)

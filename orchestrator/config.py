@@ -51,6 +51,16 @@ def env_int(name: str, default: int, minimum: int | None = None) -> int:
     return value
 
 
+def log_level(name: str, default: str) -> str:
+    """A logging level's name (DEBUG, INFO, WARNING, ERROR, CRITICAL), upper-cased."""
+    raw = os.environ.get(name) or default
+    value = raw.strip().upper()
+    if value not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError(f"{name}={raw!r} is not a logging level "
+                          "(DEBUG, INFO, WARNING, ERROR or CRITICAL)")
+    return value
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     raw = os.environ.get(name)
     if raw is None:

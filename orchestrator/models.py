@@ -262,10 +262,17 @@ class ProcessStep(models.Model):
 
 class ProcessLog(models.Model):
     """One log line of a run (a log record or, with `log_prints`, a print), tagged with the
-    step or task that wrote it; secrets redacted, bounded per process."""
+    step or task that wrote it; secrets redacted, bounded per process (orchestrator.runlog)."""
 
     process = models.ForeignKey(Process, on_delete=models.CASCADE, related_name="log_lines")
-    step = models.CharField(max_length=255, blank=True)
+    step = models.CharField(
+        max_length=255, blank=True, help_text="The step or task run; empty: the run itself."
+    )
+    task_key = models.CharField(max_length=255, blank=True, default="", db_default="")
+    attempt = models.PositiveIntegerField(
+        default=1, db_default=1,
+        help_text="The task run's attempt; a step's: its automatic retries + 1.",
+    )
     level = models.PositiveSmallIntegerField(default=20)
     logger = models.CharField(max_length=255, blank=True)
     message = models.TextField()
@@ -273,6 +280,7 @@ class ProcessLog(models.Model):
 
     class Meta:
         ordering = ["id"]
+        indexes = [models.Index(fields=["process", "id"], name="process_log_lines")]
 
     def __str__(self) -> str:
         return self.message[:80]

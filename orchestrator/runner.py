@@ -29,7 +29,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from orchestrator import concurrency, extensions, registry, selectors
+from orchestrator import concurrency, extensions, registry, runlog, selectors
 from orchestrator.aio import run_sync
 from orchestrator.context import running
 from orchestrator.crypto import decrypt_json, token_digest
@@ -386,21 +386,23 @@ class ProcessRun:
             threading.get_ident(), StepSession(),
         ))
         outcome = error = None
-        try:
-            with transaction.atomic():
-                outcome = self.execute(step)
-                self.commit(step, outcome, started)
-                extensions.process_stopped(self.process, outcome.process_status)
-        except LeaseLost:
-            outcome = None
-        except Exception as failure:  # noqa: BLE001 - every step failure is recorded
-            outcome, error = None, failure
-        if self.watch.step_ended():
-            return None  # failed for its time limit meanwhile, by the watching thread
-        if error is not None:
-            self.record_failure(step, error, started)
-        elif outcome is None:
-            logger.warning("lost the lease of %s; another worker goes on", self.process.pk)
+        with runlog.log_scope(step.name, attempt=self.process.retry_count + 1):
+            try:
+                with transaction.atomic():
+                    outcome = self.execute(step)
+                    self.commit(step, outcome, started)
+                    extensions.process_stopped(self.process, outcome.process_status)
+            except LeaseLost:
+                outcome = None
+            except Exception as failure:  # noqa: BLE001 - every step failure is recorded
+                outcome, error = None, failure
+            if self.watch.step_ended():
+                return None  # failed for its time limit meanwhile, by the watching thread
+            if error is not None:
+                self.record_failure(step, error, started)
+            elif outcome is None:
+                logger.warning("lost the lease of %s; another worker goes on", self.process.pk)
+        runlog.flush()  # after the step's transaction, so a rolled-back attempt's lines stay
         return outcome
 
     def state_for_step(self) -> dict[str, Any]:
@@ -643,7 +645,8 @@ def execute_run(process_id: str, run_watch: RunWatch) -> bool:
             return False
         process = Process.objects.select_related("workflow").get(pk=process_id)
         process_run = run_watch.run = ProcessRun(process, owner, run_watch)
-        with redacting(process_run.redact):  # what its steps log, too
+        # What its steps log: redacted, and kept with the process (orchestrator.runlog).
+        with redacting(process_run.redact), runlog.capturing(process.pk, process_run.redact):
             process_run.run()
         if process.workflow.concurrency_limit is not None:  # its slot is free: the next's turn
             concurrency.start_waiting_runs(process.workflow_id)

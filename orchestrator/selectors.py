@@ -15,6 +15,7 @@ from orchestrator.models import (
     AuditEvent,
     EngineSettings,
     Process,
+    ProcessLog,
     ProcessStatus,
     ProcessStep,
     WorkerHeartbeat,
@@ -146,3 +147,15 @@ def workers() -> QuerySet[WorkerHeartbeat]:
             output_field=CharField(),
         )
     ).order_by("name")
+
+
+def process_log_lines(process: Process) -> QuerySet[ProcessLog]:
+    """The run log of a process (orchestrator.runlog), oldest first."""
+    return ProcessLog.objects.filter(process=process).order_by("id")
+
+
+def process_log_tail(process: Process, count: int) -> tuple[list[ProcessLog], int]:
+    """The last `count` lines of the run log, oldest first, and how many lines it has."""
+    total = ProcessLog.objects.filter(process=process).count()
+    tail = list(ProcessLog.objects.filter(process=process).order_by("-id")[:count])
+    return tail[::-1], total

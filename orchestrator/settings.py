@@ -7,6 +7,7 @@ Production: set `DATABASE_URL`, `CELERY_BROKER_URL`, `SECRET_KEY`, `ALLOWED_HOST
 from __future__ import annotations
 
 import datetime
+import logging
 import os
 
 from kombu import Queue
@@ -21,6 +22,7 @@ from orchestrator.config import (
     env_int,
     env_list,
     filesystem_broker_options,
+    log_level,
     proxy_ssl_header,
     secret_key,
 )
@@ -273,20 +275,39 @@ ORCHESTRATOR_PROXY_COUNT = env_int("ORCHESTRATOR_PROXY_COUNT", 0)
 # SECRET_KEY. See orchestrator/crypto.py and docs/deploying.md (rotation).
 ORCHESTRATOR_ENCRYPTION_KEYS = encryption_keys(os.environ.get("ORCHESTRATOR_ENCRYPTION_KEYS"))
 
+# Run logs (orchestrator.runlog): what a run logs at this level or above is kept with its
+# process (its page, GET /api/processes/{id}/logs/), at most so many lines of so many characters.
+ORCHESTRATOR_RUN_LOG_LEVEL = log_level("ORCHESTRATOR_RUN_LOG_LEVEL", "INFO")
+ORCHESTRATOR_RUN_LOG_MAX_LINES = env_int("ORCHESTRATOR_RUN_LOG_MAX_LINES", 2000, minimum=0)
+ORCHESTRATOR_RUN_LOG_MAX_CHARS = env_int("ORCHESTRATOR_RUN_LOG_MAX_CHARS", 8000, minimum=100)
+LOG_LEVEL = log_level("LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    # What a run logs (its steps included) is redacted of the run's secrets.
-    "filters": {"redact_secrets": {"()": "orchestrator.redaction.RedactSecretsFilter"}},
+    # A line made while a worker runs a process says which: `process=<id> step=<name>`.
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(run)s%(message)s"}
+    },
+    "filters": {
+        # What a run logs (its steps included) is redacted of the run's secrets.
+        "redact_secrets": {"()": "orchestrator.redaction.RedactSecretsFilter"},
+        "run_context": {"()": "orchestrator.runlog.RunContextFilter"},
+    },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "plain",
-            "filters": ["redact_secrets"],
-        }
+            "filters": ["redact_secrets", "run_context"],
+            "level": LOG_LEVEL,
+        },
+        "run_log": {"class": "orchestrator.runlog.RunLogHandler"},
     },
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # The root's level lets through what either the console or the run logs want.
+    "root": {
+        "handlers": ["console", "run_log"],
+        "level": min(logging.getLevelName(LOG_LEVEL),
+                     logging.getLevelName(ORCHESTRATOR_RUN_LOG_LEVEL)),
+    },
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "axes": {"level": "WARNING"},  # lockouts are warnings; each attempt is not news

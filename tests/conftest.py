@@ -111,19 +111,26 @@ def wait_for(predicate: Callable[[], object], timeout: float = 60, interval: flo
 class Worker:
     """A real `celery worker` process on the configured broker and the test database."""
 
-    def __init__(self, env: dict[str, str], pool: str = "threads", concurrency: int = 4):
+    def __init__(self, env: dict[str, str], pool: str = "threads", concurrency: int = 4,
+                 loglevel: str = "WARNING", output: Path | None = None):
         self.env, self.pool, self.concurrency = env, pool, concurrency
+        self.loglevel, self.output = loglevel, output  # output: its stdout and stderr
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> Worker:
         command = [
             sys.executable, "-m", "celery", "-A", "orchestrator", "worker",
             "-Q", "core,user,internal", "--pool", self.pool,
-            "--concurrency", str(self.concurrency), "--loglevel", "WARNING",
+            "--concurrency", str(self.concurrency), "--loglevel", self.loglevel,
             "--without-gossip", "--without-mingle", "--without-heartbeat",
             "-n", f"test-{os.getpid()}-{time.monotonic_ns()}@%h",
         ]
-        self.proc = subprocess.Popen(command, cwd=ROOT, env=self.env, start_new_session=True)
+        if self.output is None:
+            self.proc = subprocess.Popen(command, cwd=ROOT, env=self.env, start_new_session=True)
+            return self
+        with self.output.open("ab") as output:
+            self.proc = subprocess.Popen(command, cwd=ROOT, env=self.env, start_new_session=True,
+                                         stdout=output, stderr=subprocess.STDOUT)
         return self
 
     def kill(self) -> None:
@@ -181,8 +188,10 @@ def start_worker(worker_env):
     """Start extra workers (with their own env tweaks); all are stopped after the test."""
     workers: list[Worker] = []
 
-    def start(pool: str = "solo", concurrency: int = 1, **env: str) -> Worker:
-        worker = Worker({**worker_env, **env}, pool=pool, concurrency=concurrency).start()
+    def start(pool: str = "solo", concurrency: int = 1, loglevel: str = "WARNING",
+              output: Path | None = None, **env: str) -> Worker:
+        worker = Worker({**worker_env, **env}, pool=pool, concurrency=concurrency,
+                        loglevel=loglevel, output=output).start()
         workers.append(worker)
         return worker
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import django_filters
 from django import forms
 from django.db.models import QuerySet
@@ -11,6 +13,7 @@ from orchestrator.filters import BooleanFilter, StrictFilterSet
 from orchestrator.models import (
     AuditEvent,
     Process,
+    ProcessLog,
     ProcessStatus,
     WorkerHeartbeat,
     Workflow,
@@ -42,6 +45,36 @@ class ProcessFilter(StrictFilterSet):
         if not value:
             return queryset
         return queryset.filter(subscriptions=value)
+
+
+LOG_LEVELS = [(name, name) for name in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")]
+
+
+class ProcessLogFilter(StrictFilterSet):
+    """Filters of a run log (`GET /api/processes/{id}/logs/`): a cursor and what to keep."""
+
+    after = django_filters.NumberFilter(
+        field_name="id", lookup_expr="gt", min_value=0,
+        help_text="Only lines after this line id (the `id` of the last line you have): "
+                  "poll with it to follow a running process.",
+    )
+    after.field_class = forms.IntegerField
+    since = django_filters.IsoDateTimeFilter(
+        field_name="created_at", lookup_expr="gte",
+        help_text="Only lines logged at or after this time (ISO 8601).",
+    )
+    level = django_filters.ChoiceFilter(
+        choices=LOG_LEVELS, method="filter_level", help_text="This level or above."
+    )
+    step = django_filters.CharFilter(max_length=255, help_text="A step or task run name.")
+    task_key = django_filters.CharFilter(max_length=255, help_text="A task call's key.")
+
+    class Meta:
+        model = ProcessLog
+        fields = ["after", "since", "level", "step", "task_key"]
+
+    def filter_level(self, queryset, name, value):
+        return queryset.filter(level__gte=logging.getLevelName(value)) if value else queryset
 
 
 class WorkflowFilter(StrictFilterSet):

@@ -17,7 +17,7 @@ from rest_framework import serializers
 from orchestrator import concurrency, extensions
 from orchestrator.extensions import Touched
 from orchestrator.forms import MAX_PAGES
-from orchestrator.models import AuditEvent, Process, WorkerHeartbeat, Workflow
+from orchestrator.models import AuditEvent, Process, ProcessLog, WorkerHeartbeat, Workflow
 from orchestrator.schedules import SCHEDULE_PREFIX, cron_of, describe_schedule, next_run_at
 from orchestrator.selectors import WORKER_STATUSES
 
@@ -179,6 +179,22 @@ class TouchedSerializer(serializers.Serializer):
 
     class Meta:
         ref_name = "TouchedObject"
+
+
+class ProcessLogSerializer(serializers.ModelSerializer):
+    """One line of a run log: a log record (or, with `log_prints`, a print) of the run."""
+
+    step = serializers.CharField(
+        read_only=True, help_text="The step or task run that logged it; empty: the run itself."
+    )
+    level = serializers.CharField(source="level_name", read_only=True,
+                                  help_text="DEBUG, INFO, WARNING, ERROR or CRITICAL.")
+
+    class Meta:
+        model = ProcessLog
+        fields = ["id", "created_at", "level", "step", "task_key", "attempt", "logger", "message"]
+        read_only_fields = fields
+        ref_name = "ProcessLogLine"
 
 
 class ProcessDetailSerializer(ProcessSerializer):

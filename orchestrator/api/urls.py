@@ -24,6 +24,10 @@ urlpatterns = [
         views.CallbackProgressView.as_view(),
         name="api-process-callback-progress",
     ),
+    path(
+        "processes/<str:process_id>/logs/", views.ProcessLogView.as_view(),
+        name="api-process-logs",
+    ),
     path("engine/", views.EngineView.as_view(), name="api-engine"),
     *router.urls,
     path("", include("subscriptions.api.urls")),

@@ -25,7 +25,7 @@ from drf_spectacular.utils import (
     extend_schema,
     extend_schema_view,
 )
-from rest_framework import exceptions, mixins, status, viewsets
+from rest_framework import exceptions, generics, mixins, status, viewsets
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.decorators import action
 from rest_framework.pagination import LimitOffsetPagination
@@ -39,6 +39,7 @@ from orchestrator import registry, schedules, selectors, services
 from orchestrator.api.filters import (
     AuditEventFilter,
     ProcessFilter,
+    ProcessLogFilter,
     WorkerFilter,
     WorkflowFilter,
 )
@@ -50,6 +51,7 @@ from orchestrator.api.serializers import (
     EngineSerializer,
     InputFormErrorSerializer,
     ProcessDetailSerializer,
+    ProcessLogSerializer,
     ProcessResumeSerializer,
     ProcessSerializer,
     ProcessStartSerializer,
@@ -64,6 +66,7 @@ from orchestrator.forms import form_json_schema, validate_pages
 from orchestrator.models import (
     AuditEvent,
     Process,
+    ProcessLog,
     ProcessStatus,
     ProcessTag,
     WorkerHeartbeat,
@@ -420,6 +423,34 @@ class ProcessViewSet(
     def abort(self, request: Request, pk: str | None = None) -> Response:
         process = services.abort_process(process=self.get_object(), user=request.user)
         return self.detail_response(process)
+
+
+class ProcessLogView(JSONOnlyMixin, generics.ListAPIView):
+    """`GET /api/processes/{id}/logs/`: whoever may view the process may read its log."""
+
+    serializer_class = ProcessLogSerializer
+    pagination_class = Pagination
+    filterset_class = ProcessLogFilter
+    queryset = ProcessLog.objects.none()
+
+    @extend_schema(
+        summary="The run log: what the process's steps and tasks logged (and printed)",
+        description="Oldest first. Follow a running process by asking again with "
+                    "`after` = the `id` of the last line you have. Secrets are redacted; "
+                    "a log cut at its limit ends with a line saying so.",
+        responses={200: ProcessLogSerializer(many=True), 400: ERRORS[400], 404: ERRORS[404]},
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self) -> QuerySet[ProcessLog]:
+        if getattr(self, "swagger_fake_view", False):
+            return ProcessLog.objects.none()
+        process_id = parse_process_id(self.kwargs["process_id"])
+        process = selectors.processes_for_user(self.request.user).filter(pk=process_id).first()
+        if process is None:
+            raise exceptions.NotFound("No such process.")
+        return selectors.process_log_lines(process)
 
 
 # --- API tokens -------------------------------------------------------------------------

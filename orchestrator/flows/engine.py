@@ -28,7 +28,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from orchestrator import extensions
+from orchestrator import extensions, runlog
 from orchestrator.aio import in_event_loop, run_sync, start_thread
 from orchestrator.context import running
 from orchestrator.exceptions import FormInvalid, ProcessFailureError
@@ -188,10 +188,21 @@ class TaskCall:
         step is this call, so the runs it starts are children keyed by the call."""
         token = _call.set(self)
         try:
-            with self.turn.log_prints(self.task.log_prints), self.turn.running(self.key):
+            with self.log_scope(), self.turn.log_prints(self.task.log_prints), \
+                    self.turn.running(self.key):
                 return self.task.fn(*self.bound.args, **self.bound.kwargs)
         finally:
             _call.reset(token)
+
+    def log_scope(self):
+        """What the attempt logs is tagged with this task run (orchestrator.runlog)."""
+        return runlog.log_scope(self.run_name, self.key, self.attempt)
+
+    def flush_log(self) -> None:
+        """Store the run's log lines after an attempt's transaction; a task called inside
+        a task is still inside its caller's transaction: the caller's attempt stores them."""
+        if self.parent is None:
+            runlog.flush()
 
 
 class CallRun:
@@ -246,6 +257,7 @@ class CallRun:
     def record_success_atomic(self, result: Any, started: datetime.datetime) -> None:
         with transaction.atomic():
             self.record_success(result, started)
+        self.call.flush_log()
 
     def record_failure(self, error: BaseException, started: datetime.datetime) -> float | None:
         """Write the failed attempt; the delay before the next attempt, or None: no retry."""
@@ -268,6 +280,7 @@ class CallRun:
         with transaction.atomic():
             self.turn.write(call.run_name, StepStatus.FAILED, state, started,
                             key=call.key, attempt=self.attempt)
+        call.flush_log()  # the failed attempt's lines are kept, though its work rolled back
         if delay is not None:
             self.attempt += 1
             call.attempt = self.attempt
@@ -308,6 +321,7 @@ class CallRun:
                             self.record_success(result, started)
                     if not touched:  # the body ran no SQL: the row is its whole transaction
                         self.record_success(result, started)
+                self.call.flush_log()
             except RunStop:
                 raise
             except Exception as error:  # noqa: BLE001 - the task's failure is its state
@@ -376,7 +390,8 @@ class CallRun:
             try:
                 token = _call.set(self.call)
                 try:
-                    with self.turn.log_prints(self.call.task.log_prints), \
+                    with self.call.log_scope(), \
+                            self.turn.log_prints(self.call.task.log_prints), \
                             self.turn.running(self.call.key):
                         coroutine = self.call.task.fn(*self.call.bound.args,
                                                       **self.call.bound.kwargs)
@@ -760,7 +775,7 @@ class FlowTurn:
         run_hooks(self.flow.on_running, self.flow, self.flow_run(), State(StateType.RUNNING))
 
     def call_flow_function(self) -> Any:
-        with self.log_prints(None), self.running():
+        with runlog.log_scope(self.flow.name), self.log_prints(None), self.running():
             if self.flow.isasync:
                 return run_sync(self.flow.fn(**self.parameters))
             return self.flow.fn(**self.parameters)

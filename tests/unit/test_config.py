@@ -139,6 +139,14 @@ def test_bad_integer_is_refused(monkeypatch):
         config.env_int("ORCHESTRATOR_LEASE_SECONDS", 60)
 
 
+def test_log_levels_are_read_by_name_or_refused(monkeypatch):
+    monkeypatch.setenv("ORCHESTRATOR_RUN_LOG_LEVEL", " warning ")
+    assert config.log_level("ORCHESTRATOR_RUN_LOG_LEVEL", "INFO") == "WARNING"
+    monkeypatch.setenv("ORCHESTRATOR_RUN_LOG_LEVEL", "LOUD")
+    with pytest.raises(ConfigError, match="ORCHESTRATOR_RUN_LOG_LEVEL='LOUD' is not a logging"):
+        config.log_level("ORCHESTRATOR_RUN_LOG_LEVEL", "INFO")
+
+
 def test_describe_url_host_never_shows_credentials():
     assert config.describe_url_host("postgres://user:secret@db.example.net:5432/x") == (
         "db.example.net:5432"

@@ -82,6 +82,7 @@ TABLE = [
     Row("GET", "/api/processes/", "401 200 200 200 200 200 200"),
     Row("GET", "/api/processes/?workflow=modify_box", "401 200 200 200 200 200 200"),
     Row("GET", "/api/processes/{process}/", "401 404 200|404 200 200 200 200"),
+    Row("GET", "/api/processes/{process}/logs/", "401 404 200|404 200 200 200 200"),
     Row("POST", "/api/processes/{process}/resume/", "401 404 200|404 403 200|409 200|409 200|409",
         {}),
     Row("POST", "/api/processes/{process}/abort/", "401 404 200|404 403 200 200 200"),

@@ -1,0 +1,144 @@
+"""Run logs (orchestrator.runlog): what a run logs and prints is kept with its process,
+tagged with its step or task, redacted, bounded; worker log lines name their run."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import pytest
+from django.conf import settings
+
+from orchestrator.models import ProcessLog, WorkerPing
+from orchestrator.redaction import MARK, Redactor
+from orchestrator.runlog import RunContextFilter, capturing
+from tests.helpers import run, start
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def lines(process, **filters) -> list[tuple]:
+    return list(ProcessLog.objects.filter(process=process, **filters).values_list(
+        "step", "task_key", "attempt", "level", "logger", "message"))
+
+
+def test_log_records_and_prints_are_kept_tagged_with_their_task(synced):
+    process = run(start("flow-logs", {"word": "hi"}))
+    assert process.status == "completed", process.failed_reason
+    assert lines(process) == [
+        ("flow-logs", "", 1, logging.INFO, "orchestrator.flows.prints", "flow body prints"),
+        ("chatty-0", "chatty#0", 1, logging.INFO, "orchestrator.flows.prints", "printing hi"),
+        ("chatty-0", "chatty#0", 1, logging.WARNING, "tests.flows", "warning about hi"),
+    ]
+
+
+def test_a_failed_attempt_s_lines_are_kept_though_its_work_rolled_back(synced):
+    process = start("flow-deploy", {"site": "ams1", "token": "tok-3141592"})
+    process = run(process)
+    assert process.status == "completed", process.failed_reason
+    # The first attempt's database write rolled back; its log line is there, tagged attempt 1.
+    assert list(WorkerPing.objects.filter(marker__startswith=f"{process.pk}:deploy")
+                .values_list("marker", flat=True)) == [f"{process.pk}:deploy:2"]
+    deploy = lines(process, task_key="deploy#0")
+    assert [(step, attempt, message) for step, _, attempt, _, _, message in deploy] == [
+        ("deploy-ams1", 1, f"deploying ams1 (attempt 1) with token {MARK}"),
+        ("deploy-ams1", 2, f"deploying ams1 (attempt 2) with token {MARK}"),
+    ]
+    # Below the run log level (INFO): not kept. An async task's lines are tagged too.
+    assert not ProcessLog.objects.filter(process=process, message__contains="debug detail")
+    assert lines(process, task_key="announce#0") == [
+        ("announce-0", "announce#0", 1, logging.INFO, "tests.flows", "announcing ams1")]
+    assert not ProcessLog.objects.filter(message__contains="tok-3141592").exists()
+
+
+def test_a_failed_step_keeps_its_redacted_log_line(synced):
+    process = run(start("wf_secret_failure", {"username": "ann", "password": "hunter2-secret"}))
+    assert process.status == "failed"
+    assert lines(process) == [(
+        "Log in and fail", "", 1, logging.WARNING, "tests.workflows",
+        f"logging in as ann with {MARK}",
+    )]
+
+
+def test_the_log_is_bounded_and_says_where_it_was_cut(synced, settings):
+    settings.ORCHESTRATOR_RUN_LOG_MAX_LINES = 5
+    settings.ORCHESTRATOR_RUN_LOG_MAX_CHARS = 100
+    process = run(start("flow-deploy", {"site": "x" * 150, "lines": 10}))
+    assert process.status == "completed", process.failed_reason
+    stored = lines(process)
+    assert len(stored) == 6
+    assert stored[0][5] == "deploying " + "x" * 90 + "… [72 more characters not kept]"
+    assert [line[5] for line in stored[1:5]] == [f"progress line {i}" for i in range(4)]
+    assert stored[5][3:] == (logging.WARNING, "orchestrator.runlog",
+                             "Run log truncated: more than 5 lines; the rest are only in the "
+                             "worker's own log output.")
+    # A later turn of the same process adds nothing more.
+    with capturing(process.pk, Redactor()):
+        logging.getLogger("tests").warning("one more")
+    assert len(lines(process)) == 6
+
+
+def test_worker_log_lines_name_their_process_and_step(synced):
+    """Structured logs: the console format of settings.LOGGING with its run context filter."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RunContextFilter())
+    handler.setFormatter(logging.Formatter(settings.LOGGING["formatters"]["plain"]["format"]))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        logging.getLogger("tests").info("outside any run")
+        process = run(start("flow-deploy", {"site": "lon 2"}))
+    finally:
+        root.removeHandler(handler)
+    output = stream.getvalue().splitlines()
+    assert any(line.endswith("INFO tests outside any run") for line in output), output
+    pk = process.pk
+    expected = [
+        f"INFO tests.flows process={pk} step=flow-deploy attempt=1 deploying lon 2 in 0 lines",
+        f'INFO tests.flows process={pk} step="deploy-lon 2" attempt=2 deploying lon 2 '
+        "(attempt 2) with token none",
+    ]
+    for text in expected:
+        assert any(line.endswith(text) for line in output), (text, output)
+
+
+# --- the API ---------------------------------------------------------------------------------
+
+
+def test_the_api_lists_a_run_log_and_follows_it_with_a_cursor(viewer, nobody, api):
+    process = run(start("flow-deploy", {"site": "ams1", "lines": 2}))
+    url = f"/api/processes/{process.pk}/logs/"
+    response = api(viewer).get(url)
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["count"] == 6
+    first = body["results"][0]
+    assert set(first) == {"id", "created_at", "level", "step", "task_key", "attempt", "logger",
+                          "message"}
+    assert (first["level"], first["step"], first["message"]) == (
+        "INFO", "flow-deploy", "deploying ams1 in 2 lines")
+    ids = [line["id"] for line in body["results"]]
+    assert ids == sorted(ids)
+    after = api(viewer).get(url, {"after": ids[2]}).json()
+    assert [line["id"] for line in after["results"]] == ids[3:]
+    attempt_two = api(viewer).get(url, {"task_key": "deploy#0", "level": "INFO"}).json()
+    assert [line["attempt"] for line in attempt_two["results"]] == [1, 2]
+    assert api(viewer).get(url, {"level": "WARNING"}).json()["count"] == 0
+    later = api(viewer).get(url, {"since": "2999-01-01T00:00:00Z"}).json()
+    assert later["count"] == 0
+    # Who may not view the process does not learn it exists.
+    assert api(nobody).get(url).status_code == 404
+    assert api().get(url).status_code == 401
+
+
+@pytest.mark.parametrize("query, field", [
+    ({"after": "x"}, "after"), ({"after": "-1"}, "after"), ({"after": "1.5"}, "after"),
+    ({"level": "LOUD"}, "level"), ({"since": "yesterday"}, "since"),
+    ({"limit": "0"}, "limit"),
+])
+def test_bad_run_log_filters_are_a_400_naming_them(viewer, api, query, field):
+    process = start("flow-deploy", {})
+    response = api(viewer).get(f"/api/processes/{process.pk}/logs/", query)
+    assert response.status_code == 400, response.content
+    assert field in response.json()

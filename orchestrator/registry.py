@@ -43,5 +43,16 @@ def get_definition(name: str) -> WorkflowDefinition | None:
     return _definitions.get(name)
 
 
+def is_flow(name: str) -> bool:
+    """Whether the workflow is a flow (orchestrator.flows: it runs its own turns)."""
+    definition = _definitions.get(name)
+    if definition is None:
+        return False
+    try:
+        return getattr(definition.load(), "execute_turn", None) is not None
+    except Exception:  # noqa: BLE001 - code that no longer loads is not a flow to show
+        return False
+
+
 def all_definitions() -> list[WorkflowDefinition]:
     return sorted(_definitions.values(), key=lambda definition: definition.name)

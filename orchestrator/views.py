@@ -74,6 +74,7 @@ ONCE_FIELD = "__once"
 ONCE_KEY = re.compile(r"[A-Za-z0-9_-]{16,64}")
 PAGE_SIZE = 25
 DASHBOARD_ROWS = 10
+LOG_LINES_SHOWN = 200  # the process page shows the run log's last lines; the API has them all
 # Statuses in which a process moves on without anyone acting: the page keeps polling.
 LIVE_STATUSES = (*RUNNABLE_STATUSES, ProcessStatus.WAITING, ProcessStatus.AWAITING_CALLBACK)
 ATTENTION_STATUSES = (*RETRYABLE_STATUSES,)
@@ -419,12 +420,18 @@ def process_context(request: HttpRequest, process: Process, paged: PagedForm | N
             except Exception as error:  # the form's own code failed
                 paged = None
                 input_problem = form_failure(process, error, "The input form cannot be shown")
+    log_lines, log_count = selectors.process_log_tail(process, LOG_LINES_SHOWN)
     return {
         "process": process,
+        "is_flow": registry.is_flow(process.workflow.name),
         "runs_ahead": concurrency.runs_ahead(process),
         "steps": selectors.process_step_diffs(process),
         "tags": sorted(process.tag_rows.values_list("name", flat=True)),
-        "children": selectors.processes_for_user(user).filter(parent=process),
+        "children": selectors.processes_for_user(user).filter(parent=process)
+        .order_by("started_at", "pk"),
+        "log_lines": log_lines,
+        "log_count": log_count,
+        "log_lines_shown": LOG_LINES_SHOWN,
         "live": status in LIVE_STATUSES,
         "may_resume": may_resume,
         "may_retry": may_resume and status in RETRYABLE_STATUSES,

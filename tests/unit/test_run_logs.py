@@ -9,7 +9,7 @@ import logging
 import pytest
 from django.conf import settings
 
-from orchestrator.models import ProcessLog, WorkerPing
+from orchestrator.models import Process, ProcessLog, WorkerPing
 from orchestrator.redaction import MARK, Redactor
 from orchestrator.runlog import RunContextFilter, capturing
 from tests.helpers import run, start
@@ -142,3 +142,43 @@ def test_bad_run_log_filters_are_a_400_naming_them(viewer, api, query, field):
     response = api(viewer).get(f"/api/processes/{process.pk}/logs/", query)
     assert response.status_code == 400, response.content
     assert field in response.json()
+
+
+# --- the process page --------------------------------------------------------------------------
+
+
+def test_the_process_page_shows_a_flow_s_task_runs_children_and_log(viewer, client):
+    parent = run(start("flow-parent", {"values": [1, 2]}))
+    assert parent.status == "completed", parent.failed_reason
+    process = run(start("flow-deploy", {"site": "ams1", "token": "tok-2718281"}))
+    client.force_login(viewer)
+    page = client.get(f"/processes/{process.pk}/").content.decode()
+    assert "<h2>Task runs</h2>" in page
+    log = page[page.index('id="run-log"'):]
+    assert "7 lines" not in log and "4 lines" in log  # 1 flow line, 2 attempts, 1 async task
+    assert f"deploying ams1 (attempt 2) with token {MARK}" in log
+    assert '<span class="tag">attempt 2</span>' in log
+    assert "tok-2718281" not in page
+    fragment = client.get(f"/processes/{parent.pk}/fragment/").content.decode()
+    assert "<h2>Child runs</h2>" in fragment
+    children = Process.objects.filter(parent=parent).order_by("started_at")
+    assert [child.run_name for child in children] == ["child-1", "child-2"]
+    assert all(f'href="/processes/{child.pk}/">child-' in fragment for child in children)
+
+
+def test_a_step_list_page_says_steps_and_when_nothing_was_logged(viewer, client):
+    process = start("wf_counted", {"steps": 1})
+    client.force_login(viewer)
+    page = client.get(f"/processes/{process.pk}/").content.decode()
+    assert "<h2>Steps</h2>" in page and "Child runs" not in page
+    assert "Nothing logged yet. What the steps log (INFO and above)" in page
+
+
+def test_a_flow_parked_for_its_children_says_so_not_that_it_retries(viewer, client):
+    process = start("flow-parent", {"values": [1]})
+    Process.objects.filter(pk=process.pk).update(
+        status="waiting", waiting_on_children=True, retry_at=process.started_at)
+    client.force_login(viewer)
+    fragment = client.get(f"/processes/{process.pk}/fragment/").content.decode()
+    assert "Waiting for its child runs (below) to end" in fragment
+    assert "Retrying automatically" not in fragment

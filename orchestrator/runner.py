@@ -12,6 +12,7 @@ retry), at the end, or when an admin pauses the engine. A second thread watches 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import inspect
 import logging
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -179,6 +180,10 @@ class RunWatch:
             )
         except Exception:  # noqa: BLE001 - a missed renewal only shortens the lease
             logger.warning("could not renew the lease of %s", run.process.pk)
+            # Its session may have died (terminated, a failover): the next renewal opens
+            # a new one (Django would go on failing on the dead one until the task ends).
+            with contextlib.suppress(Exception):
+                connection.close()
 
     def expire(self, watched: WatchedStep) -> bool:
         """The step passed its time limit: fail the run and end the step's database session.
@@ -381,9 +386,10 @@ class ProcessRun:
         failed or the lease was lost."""
         started = timezone.now()
         limit = time_limit_of(step)
+        session = StepSession()
         self.watch.step_started(WatchedStep(
             step.name, self.stored_position, limit, time.monotonic() + limit, started,
-            threading.get_ident(), StepSession(),
+            threading.get_ident(), session,
         ))
         outcome = error = None
         with runlog.log_scope(step.name, attempt=self.process.retry_count + 1):
@@ -398,7 +404,9 @@ class ProcessRun:
                 outcome, error = None, failure
             if self.watch.step_ended():
                 return None  # failed for its time limit meanwhile, by the watching thread
-            if error is not None:
+            if error is not None and session.lost:
+                self.give_back(step, error)
+            elif error is not None:
                 self.record_failure(step, error, started)
             elif outcome is None:
                 logger.warning("lost the lease of %s; another worker goes on", self.process.pk)
@@ -541,6 +549,26 @@ class ProcessRun:
             from orchestrator.services import enqueue_process
 
             enqueue_process(self.process, countdown=retry_delay(self.process.retry_count))
+
+    def give_back(self, step: Step, error: BaseException) -> None:
+        """The step's database session died under it (terminated, a failover, the network):
+        the step is not at fault and its transaction is gone. Release the lease on a new
+        session and enqueue the run again; the next claim reads where it stands (had the
+        commit gone through before the session died, past this step). When the database
+        cannot be reached, the lease expires and the sweep takes the run back."""
+        logger.warning("the database session of %s died during step %r (%s); enqueued again",
+                       self.process.pk, step.name, type(error).__name__)
+        from orchestrator.services import enqueue_process
+
+        try:
+            with transaction.atomic():
+                released = Process.objects.filter(
+                    pk=self.process.pk, lease_owner=self.owner
+                ).update(lease_owner="", lease_expires_at=None, last_modified_at=timezone.now())
+                if released:
+                    enqueue_process(self.process)
+        except DatabaseError:
+            logger.warning("could not give %s back; the sweep takes it back", self.process.pk)
 
     def fail_overdue(self, watched: WatchedStep) -> str:
         """From the watching thread: the step passed its time limit (see RunWatch.expire)."""

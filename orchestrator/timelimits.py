@@ -63,6 +63,12 @@ class StepSession:
         so it must end before anyone (the watcher included) can write."""
         return self.vendor == "sqlite"
 
+    @property
+    def lost(self) -> bool:
+        """The session died (terminated, a failover, the network): Django dropped it, and
+        the thread now has another connection or none."""
+        return connection.connection is not self.raw or bool(getattr(self.raw, "closed", False))
+
     def end(self) -> None:
         """End the session from the calling thread: the step's transaction rolls back."""
         if self.vendor == "postgresql" and self.backend_pid:

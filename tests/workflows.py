@@ -304,6 +304,24 @@ def wf_overrun() -> StepList:
     return init >> overrun >> done
 
 
+@step("Lose the session")
+def lose_the_session(process_id: str) -> State:
+    """Writes its effect; on its first attempt its database session is then terminated
+    under it (as by an administrator, or a failover), which rolls the effect back."""
+    record(f"{process_id}:session")
+    first_attempt = f"/tmp/orchestrator-session-{process_id}"
+    if not os.path.exists(first_attempt):
+        open(first_attempt, "w").close()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+    return {"session": "kept"}
+
+
+@workflow("A step whose database session dies on its first attempt")
+def wf_session_lost() -> StepList:
+    return init >> lose_the_session >> done
+
+
 @step("Assert something")
 def assert_something() -> State:
     assert 1 == 2, "inventory and network disagree"
@@ -395,6 +413,7 @@ WORKFLOWS = [
         "wf_hang",
         "wf_locked",
         "wf_overrun",
+        "wf_session_lost",
         "wf_refused",
         "wf_pick",
         "wf_nested",

@@ -6,18 +6,24 @@ the recovery sweep themselves instead of waiting for celery-beat's interval.
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import random
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
+from django.db import OperationalError, connection
 from django.utils import timezone
 
 from orchestrator import services
 from orchestrator.models import Process, ProcessStep, WorkerPing
+from orchestrator.runner import ProcessRun, RunWatch, claim
 from orchestrator.tasks import run_process_task
 from tests.conftest import ROOT, wait_for
+from tests.helpers import run
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 LEASE = "2"
@@ -41,6 +47,54 @@ def assert_each_step_once(process: Process, count: int = 20) -> None:
     successes = ProcessStep.objects.filter(process=process, status="success")
     names = [name for name in successes.values_list("name", flat=True) if name.startswith("Step")]
     assert len(names) == len(set(names)) == count
+
+
+def test_a_step_whose_database_session_dies_is_given_back_not_failed(synced, monkeypatch):
+    """Its session terminated under it (pg_terminate_backend, as the chaos test does): the
+    step rolled back and is no fault of the process, which is released and enqueued again;
+    the next delivery runs the step, whose effect happens once."""
+    if connection.vendor != "postgresql":
+        pytest.skip("terminates a PostgreSQL session")
+    process = services.start_process(workflow_name="wf_session_lost", input_pages=[])
+    sent: list[str] = []
+    monkeypatch.setattr(services, "enqueue_process",
+                        lambda process, countdown=None: sent.append(str(process.pk)))
+    run(process)
+    assert (process.status, process.failed_reason, process.lease_owner) == ("running", "", "")
+    assert sent == [str(process.pk)]
+    assert markers(process) == []
+    run(process)
+    assert process.status == "completed"
+    assert markers(process) == [f"{process.pk}:session"]
+
+
+def test_the_lease_is_renewed_again_once_the_watchers_session_died(synced):
+    """The thread watching a long step renews its lease; after its database session was
+    terminated, a renewal fails but the next one opens a new session (else the lease would
+    run out under a step that is still running, and another worker would run it too)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("terminates a PostgreSQL session")
+    process = services.start_process(workflow_name="wf_counted", input_pages=[{}])
+    assert claim(str(process.pk), "watcher-test")
+    expired = timezone.now() - datetime.timedelta(seconds=1)
+    Process.objects.filter(pk=process.pk).update(lease_expires_at=expired)
+    run_watch = RunWatch()
+    run_watch.run = ProcessRun(Process.objects.get(pk=process.pk), "watcher-test", run_watch)
+
+    def watcher() -> None:
+        try:
+            with connection.cursor() as cursor, contextlib.suppress(OperationalError):
+                cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+            run_watch.renew_lease()  # on the dead session: fails, and is logged
+            run_watch.renew_lease()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=watcher)
+    thread.start()
+    thread.join(timeout=30)
+    renewed = Process.objects.values_list("lease_expires_at", flat=True).get(pk=process.pk)
+    assert renewed > timezone.now()
 
 
 def test_failed_step_resumes_from_where_it_failed_with_a_real_worker(synced, start_worker):

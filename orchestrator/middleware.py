@@ -41,6 +41,14 @@ def is_api(request: HttpRequest) -> bool:
     return request.path_info.startswith("/api/")
 
 
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """The 404 of a path no route answers (the project's `handler404`): the API's error
+    shape under /api/, the page elsewhere."""
+    if is_api(request):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return render(request, "404.html", status=404)
+
+
 def path_problem(path: str) -> bool:
     """A path no route can name: NUL or a lone surrogate, or a segment longer than any name."""
     return bad_string(path) or any(len(part) > MAX_PATH_SEGMENT for part in path.split("/"))
@@ -77,9 +85,7 @@ class RefuseUnreadableRequests:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if path_problem(request.path_info):
-            if is_api(request):
-                return JsonResponse({"detail": "Not found."}, status=404)
-            return render(request, "404.html", status=404)
+            return not_found(request)
         problems = parameter_problems(request)
         if problems:
             message = f"Invalid parameter(s): {', '.join(sorted(problems))}"

@@ -188,6 +188,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # Every operation documents the answers shared machinery gives it (400, 401, 404, 413, 415)
+    # and that an empty query parameter is as if not given (orchestrator/api/schema.py).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "orchestrator.api.schema.document_shared_errors",
+    ],
     # Several models have a `status` with its own choices: name each enum after its model.
     "ENUM_NAME_OVERRIDES": {
         "ProcessStatusEnum": "orchestrator.models.ProcessStatus",

@@ -207,7 +207,8 @@ class BlueprintViewSet(ServiceViewSet):
         summary="Export the blueprint and its templates (YAML or JSON)",
         parameters=[OpenApiParameter("as", str, enum=["yaml", "json"],
                                      description="yaml (default) or json")],
-        responses={(200, "application/yaml"): OpenApiTypes.STR, 404: ERRORS[404]},
+        responses={(200, "application/yaml"): OpenApiTypes.OBJECT,
+                   (200, "application/json"): OpenApiTypes.OBJECT, 404: ERRORS[404]},
     )
     @action(detail=True, methods=["get"])
     def export(self, request: Request, pk: str | None = None) -> HttpResponse:

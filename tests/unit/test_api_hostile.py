@@ -237,3 +237,16 @@ def test_callback_with_hostile_bodies_is_a_4xx(process, api):
     assert api().post(path, big, content_type="application/json").status_code == 413
     long_token = f"/api/processes/{ANY_ID}/callback/{'t' * 5000}/"
     assert api().post(long_token, {"ok": True}, format="json").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/no-such-endpoint/", "/api/audit/not-a-number/", "/api/processes/a/b/c/"]
+)
+def test_an_api_path_no_route_answers_is_the_apis_json_404(operator, api, client, path):
+    for answer in (api(operator).get(path), client.get(path)):
+        assert answer.status_code == 404
+        assert answer["Content-Type"] == "application/json"
+        assert answer.json() == {"detail": "Not found."}
+    client.force_login(operator)
+    page = client.get("/no-such-page/")
+    assert page.status_code == 404 and "There is nothing here" in page.content.decode()

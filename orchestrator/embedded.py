@@ -79,11 +79,18 @@ class Child:
     name: str
     command: list[str]
     process: subprocess.Popen | None = None
+    log: Path | None = None  # its output goes there instead of the launcher's terminal
 
     def start(self) -> None:
-        self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and tools
-            self.command, cwd=BASE_DIR, preexec_fn=_die_with_parent
-        )
+        output = open(self.log, "ab") if self.log else None  # noqa: SIM115 - the child's
+        try:
+            self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and tools
+                self.command, cwd=BASE_DIR, preexec_fn=_die_with_parent,
+                stdout=output, stderr=subprocess.STDOUT if output else None,
+            )
+        finally:
+            if output:
+                output.close()  # the child holds its own copy
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None

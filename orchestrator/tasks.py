@@ -13,6 +13,14 @@ def run_process_task(process_id: str) -> None:
     runner.run_process_on_worker(process_id)
 
 
+@shared_task(name="orchestrator.run_flow_task_run", acks_late=True, ignore_result=True)
+def run_flow_task_run(payload: dict) -> None:
+    """A task run a flow submitted to its CeleryTaskRunner (orchestrator.flows.runners)."""
+    from orchestrator.flows.runners import run_sent
+
+    run_sent(payload)
+
+
 @shared_task(name="orchestrator.recovery_sweep", ignore_result=True)
 def recovery_sweep_task() -> dict[str, int]:
     """What celery-beat sends every ORCHESTRATOR_SWEEP_INTERVAL_SECONDS (its result is the

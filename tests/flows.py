@@ -13,6 +13,7 @@ import pydantic
 
 from orchestrator.catalogue import get_workflow
 from orchestrator.flows import (
+    CeleryTaskRunner,
     exponential_backoff,
     flow,
     get_run_context,
@@ -43,11 +44,14 @@ def fixed(process_id: str) -> bool:
 
 
 @task(task_run_name="step-{index}")
-def counted(index: int, sleep: float = 0, fail_at: int | None = None) -> int:
+def counted(index: int, sleep: float = 0, fail_at: int | None = None,
+            where: bool = False) -> int:
     process_id = run_id()
     if fail_at == index and not fixed(process_id):
         raise RuntimeError(f"task {index} fails on purpose")
     record(f"{process_id}:{index}")
+    if where:  # which worker process ran it
+        record(f"pid:{process_id}:{index}:{os.getpid()}")
     if sleep:
         time.sleep(sleep)
     return index * 10
@@ -62,6 +66,14 @@ def flow_counted(tasks: int = 10, sleep: float = 0, fail_at: int | None = None) 
 def flow_submitted(tasks: int = 10, sleep: float = 0) -> list[int]:
     futures = [counted.submit(index, sleep) for index in range(tasks)]
     return [future.result() for future in futures]
+
+
+@flow(task_runner=CeleryTaskRunner())
+def flow_on_celery(tasks: int = 10, sleep: float = 0, fail_at: int | None = None) -> int:
+    """Ten counted task runs, submitted as Celery tasks."""
+    WorkerPing.objects.get_or_create(marker=f"flow-pid:{run_id()}:{os.getpid()}")
+    futures = [counted.submit(index, sleep, fail_at, where=True) for index in range(tasks)]
+    return sum(future.result() for future in futures)
 
 
 @flow
@@ -389,4 +401,4 @@ def flow_slow_flow() -> None:
 
 
 WORKFLOWS += [flow_counted_submitted_failure, flow_slow_flow, flow_kids, flow_kids_async,
-              flow_flaky_child, flow_parks]
+              flow_flaky_child, flow_parks, flow_on_celery]

@@ -19,13 +19,15 @@ from orchestrator.flows.engine import (
     TaskRunTimeout,
     get_run_context,
 )
-from orchestrator.flows.flows import Flow, ThreadPoolTaskRunner, flow
+from orchestrator.flows.flows import Flow, flow
 from orchestrator.flows.futures import TaskFuture, TaskFutureList
 from orchestrator.flows.options import exponential_backoff, task_input_hash
+from orchestrator.flows.runners import CeleryTaskRunner, TaskRunFailed, ThreadPoolTaskRunner
 from orchestrator.flows.states import FlowRun, State, StateType, TaskRun, TaskRunContext
 from orchestrator.flows.tasks import Task, task, unmapped
 
 __all__ = [
+    "CeleryTaskRunner",
     "ChildRunFailed",
     "Flow",
     "FlowRun",
@@ -38,6 +40,7 @@ __all__ = [
     "TaskFutureList",
     "TaskRun",
     "TaskRunContext",
+    "TaskRunFailed",
     "TaskRunTimeout",
     "ThreadPoolTaskRunner",
     "exponential_backoff",

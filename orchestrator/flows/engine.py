@@ -39,6 +39,7 @@ from orchestrator.flows.futures import (
     resolve_futures,
 )
 from orchestrator.flows.options import delay_before_retry, fill_run_name, retry_delays
+from orchestrator.flows.runners import CeleryTaskRunner, CeleryTaskRuns
 from orchestrator.flows.states import (
     Completed,
     Failed,
@@ -144,12 +145,12 @@ class TaskCall:
     """One call of a task inside a flow run: its key, its run name, its arguments."""
 
     def __init__(self, turn: FlowTurn, task: Task, args: tuple, kwargs: dict[str, Any],
-                 wait_for: Any = None) -> None:
+                 wait_for: Any = None, key: str | None = None) -> None:
         from orchestrator.flows.parameters import bind
 
         self.turn, self.task = turn, task
         self.parent = _call.get()
-        self.key = turn.next_key(self.parent, task.name)
+        self.key = key or turn.next_key(self.parent, task.name)
         self.args, self.kwargs = args, kwargs
         self.wait_for = list(wait_for or [])
         self.attempt = 1
@@ -493,6 +494,7 @@ class FlowTurn:
         self.first_turn = True
         self.futures: list[TaskFuture] = []
         self.pool: TaskThreadPool | None = None
+        self.celery: CeleryTaskRuns | None = None
         self.pending_replays: list[ProcessStep] = []
         self.paused = False
         self.deadline: float | None = None
@@ -550,14 +552,17 @@ class FlowTurn:
                             state={}, started_at=now, completed_at=now, task_key=call.key,
                             replayed=True)
             )
-        value = self.completed[call.key]
+        return Completed(self.decode(call, self.completed[call.key]), name="Replayed")
+
+    def decode(self, call: TaskCall, value: Any) -> Any:
+        """A task run's recorded (JSON) result as the task's return annotation says."""
         annotation = call.task.return_annotation
         if annotation is not inspect.Parameter.empty:
             try:
                 value = coerce(value, annotation, call.key)
             except CoercionError:
                 pass
-        return Completed(value, name="Replayed")
+        return value
 
     def flush_replays(self) -> None:
         """Write the replay marks gathered so far, in one statement."""
@@ -677,6 +682,8 @@ class FlowTurn:
         call = TaskCall(self, task, args, kwargs, wait_for)
         if call.key in self.completed:
             future = completed_future(call.run_name, call.key, self.replay(call))
+        elif isinstance(self.flow.task_runner, CeleryTaskRunner):
+            future = TaskFuture(call.run_name, call.key, self.celery_runs().submit(call))
         else:
             work = CallRun(call)
             job = (lambda: run_sync(work.run_async())) if task.isasync else work.run
@@ -684,6 +691,12 @@ class FlowTurn:
         with self.lock:
             self.futures.append(future)
         return future
+
+    def celery_runs(self) -> CeleryTaskRuns:
+        with self.lock:
+            if self.celery is None:
+                self.celery = CeleryTaskRuns(self, self.flow.task_runner)
+            return self.celery
 
     def thread_pool(self) -> TaskThreadPool:
         with self.lock:
@@ -816,6 +829,9 @@ class FlowTurn:
             )
 
     def close(self) -> None:
+        if self.celery is not None:
+            self.celery.close()
+            self.celery = None
         if self.pool is not None:
             self.pool.shutdown()
             self.pool = None

@@ -20,6 +20,7 @@ from orchestrator.flows.options import (
     retry_delays,
 )
 from orchestrator.flows.parameters import Parameters
+from orchestrator.flows.runners import CeleryTaskRunner, ThreadPoolTaskRunner
 from orchestrator.targets import Target
 from orchestrator.workflow import StepList
 
@@ -28,13 +29,6 @@ _OPTIONS = (
     "description", "timeout_seconds", "validate_parameters", "log_prints", "on_completion",
     "on_failure", "on_cancellation", "on_crashed", "on_running",
 )
-
-
-class ThreadPoolTaskRunner:
-    """Submitted task runs run in a pool of threads inside the worker (the default)."""
-
-    def __init__(self, max_workers: int | None = None) -> None:
-        self.max_workers = max_workers
 
 
 class Flow:
@@ -53,7 +47,7 @@ class Flow:
         flow_run_name: str | Callable[..., str] | None = None,
         retries: int | None = None,
         retry_delay_seconds: float | None = None,
-        task_runner: ThreadPoolTaskRunner | None = None,
+        task_runner: ThreadPoolTaskRunner | CeleryTaskRunner | None = None,
         description: str | None = None,
         timeout_seconds: float | None = None,
         validate_parameters: bool = True,
@@ -77,8 +71,9 @@ class Flow:
         self.retries = check_retries(retries)
         retry_delays(retry_delay_seconds, self.retries)
         self.retry_delay_seconds = retry_delay_seconds
-        if task_runner is not None and not isinstance(task_runner, ThreadPoolTaskRunner):
-            raise TypeError("task_runner must be a ThreadPoolTaskRunner")
+        if task_runner is not None and not isinstance(task_runner, ThreadPoolTaskRunner
+                                                          | CeleryTaskRunner):
+            raise TypeError("task_runner must be a ThreadPoolTaskRunner or a CeleryTaskRunner")
         self.task_runner = task_runner or ThreadPoolTaskRunner()
         self.description = description or inspect.getdoc(fn) or ""
         self.timeout_seconds = check_timeout(timeout_seconds)

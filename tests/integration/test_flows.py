@@ -152,3 +152,68 @@ def test_sub_flows_execute_and_batches_of_a_flow_are_children_on_the_workers(
         status="completed").exists())  # the submitted one too, on its own
     pings = WorkerPing.objects.filter(marker__startswith="child:")
     assert pings.count() == 5 == pings.values("marker").distinct().count()  # each ran once
+
+
+# --- the CeleryTaskRunner: submitted task runs as Celery tasks on other workers -------------
+
+
+def pids(process: Process, prefix: str) -> list[int]:
+    markers = WorkerPing.objects.filter(marker__startswith=f"{prefix}:{process.pk}:")
+    return [int(marker.rsplit(":", 1)[1]) for marker in markers.values_list("marker", flat=True)]
+
+
+def running_on_a_worker(process: Process) -> None:
+    wait_for(lambda: Process.objects.filter(pk=process.pk, status="running").exclude(
+        lease_owner="").exists(), interval=0.02)
+
+
+def test_submitted_task_runs_run_as_celery_tasks_on_other_workers(synced, start_worker):
+    start_worker()  # one thread: once it runs the flow, it takes no task run
+    process = services.start_process(workflow_name="flow-on-celery",
+                                     input_pages=[{"tasks": 10}])
+    running_on_a_worker(process)
+    start_worker()
+    wait_for(lambda: status_of(process) == "completed", timeout=90)
+    process.refresh_from_db()
+    assert process.state["result"] == sum(index * 10 for index in range(10))
+    assert_each_task_body_once(process)
+    flow_pid, task_pids = pids(process, "flow-pid"), set(pids(process, "pid"))
+    assert len(flow_pid) == 1 and len(task_pids) == 1 and flow_pid[0] not in task_pids
+
+
+def test_a_task_worker_killed_in_the_middle_runs_each_task_body_once(synced, start_worker):
+    start_worker(ORCHESTRATOR_REQUEUE_AFTER_SECONDS="2")
+    process = services.start_process(workflow_name="flow-on-celery",
+                                     input_pages=[{"tasks": 10, "sleep": 0.4}])
+    running_on_a_worker(process)
+    tasks_worker = start_worker()
+    wait_for(lambda: task_successes(process) >= 3, timeout=60, interval=0.02)
+    time.sleep(0.2)  # inside the next task body
+    tasks_worker.kill()
+    done_before = task_successes(process)
+    assert done_before < 10
+    start_worker()
+    wait_for(lambda: status_of(process) == "completed", timeout=90)
+    assert_each_task_body_once(process)
+
+
+def test_a_flow_on_the_celery_runner_retried_after_a_failure_runs_each_body_once(
+    synced, start_worker
+):
+    start_worker(pool="threads", concurrency=3)
+    process = services.start_process(workflow_name="flow-on-celery",
+                                     input_pages=[{"tasks": 10, "fail_at": 6}])
+    wait_for(lambda: status_of(process) == "failed", timeout=60)
+    process.refresh_from_db()
+    assert "RuntimeError: task 6 fails on purpose" in process.failed_reason
+    open(f"/tmp/orchestrator-fix-{process.pk}", "w").close()
+    try:
+        services.resume_process(process=process)
+        wait_for(lambda: status_of(process) == "completed", timeout=60)
+    finally:
+        os.remove(f"/tmp/orchestrator-fix-{process.pk}")
+    assert_each_task_body_once(process)
+    replayed = set(ProcessStep.objects.filter(process=process, replayed=True).values_list(
+        "task_key", flat=True))  # 7 to 9 too if they ended before the flow failed
+    assert {f"counted#{index}" for index in range(6)} <= replayed
+    assert "counted#6" not in replayed

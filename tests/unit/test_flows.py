@@ -420,3 +420,52 @@ def test_an_async_flow_awaits_execute_batches_and_sub_flows_as_children(synced):
                                       "sub": 41}
     assert sorted(children_of(parent)) == ["flow-child#0", "wf_child#0", "wf_child#1",
                                            "wf_child#2"]
+
+
+# --- the CeleryTaskRunner's pieces (its runs on real workers: tests/integration) -------------
+
+
+def test_a_task_sent_to_another_worker_must_be_found_there_as_it_is_here():
+    from orchestrator.flows.runners import task_address
+
+    assert task_address(test_flows.counted) == {
+        "module": "tests.flows", "qualname": "counted", "name": "counted"}
+    assert task_address(test_flows.counted.with_options(name="tick"))["name"] == "tick"
+    with pytest.raises(TypeError, match="options of its own"):
+        task_address(test_flows.counted.with_options(retries=2))
+
+    @task
+    def local() -> None: ...
+
+    with pytest.raises(TypeError, match="not a @task defined at module level"):
+        task_address(local)
+    with pytest.raises(TypeError, match="task_runner"):
+        flow(lambda: None, task_runner="celery")
+
+
+def test_a_failure_on_another_worker_comes_back_as_the_same_builtin_exception():
+    from orchestrator.flows import TaskRunFailed, TaskRunTimeout
+    from orchestrator.flows.runners import rebuilt_error
+
+    error = rebuilt_error("ConnectionError: refused")
+    assert type(error) is ConnectionError and str(error) == "refused"
+    assert type(rebuilt_error("TaskRunTimeout: too slow")) is TaskRunTimeout
+    mine = rebuilt_error("MyError: boom")
+    assert isinstance(mine, TaskRunFailed) and str(mine) == "MyError: boom"
+
+
+def test_a_task_run_sent_by_a_turn_that_lost_the_lease_does_nothing(synced):
+    from orchestrator.flows.runners import run_sent
+
+    process = start("flow-on-celery", {"tasks": 1})
+    Process.objects.filter(pk=process.pk).update(status="running", lease_owner="the-turn")
+    payload = {"process": str(process.pk), "key": "counted#0", "attempt": 1,
+               "parameters": {"index": 0, "where": True}, "module": "tests.flows",
+               "qualname": "counted", "name": "counted"}
+    run_sent({**payload, "owner": "an-earlier-turn"})
+    assert not task_rows(process).exists() and markers(f"{process.pk}:") == []
+    run_sent({**payload, "owner": "the-turn"})
+    run_sent({**payload, "owner": "the-turn"})  # delivered twice: the second finds its row
+    assert list(task_rows(process).values_list("task_key", "status")) == [
+        ("counted#0", "success")]
+    assert markers(f"{process.pk}:") == [f"{process.pk}:0"]

@@ -77,6 +77,27 @@ def test_a_worker_killed_in_the_middle_of_a_flow_runs_each_task_body_once(
     assert ProcessStep.objects.filter(process=process, replayed=True).exists()
 
 
+def test_a_worker_killed_while_submitted_task_runs_are_in_flight_runs_each_body_once(
+    synced, start_worker, settings
+):
+    settings.ORCHESTRATOR_REQUEUE_AFTER_SECONDS = 2
+    process = services.start_process(
+        workflow_name="flow-submitted", input_pages=[{"tasks": 10, "sleep": 0.5}])
+    worker = start_worker(ORCHESTRATOR_LEASE_SECONDS=LEASE, ORCHESTRATOR_FLOW_MAX_WORKERS="3")
+    wait_for(lambda: task_successes(process) >= 3, timeout=60, interval=0.02)
+    time.sleep(0.2)  # three more task bodies in flight
+    worker.kill()
+    assert task_successes(process) < 10
+    wait_for(lambda: not Process.objects.filter(
+        pk=process.pk, lease_expires_at__gt=timezone.now()).exists(), timeout=10)
+    start_worker(ORCHESTRATOR_LEASE_SECONDS=LEASE, ORCHESTRATOR_FLOW_MAX_WORKERS="3")
+    wait_for(sweeping(lambda: status_of(process) == "completed"), timeout=90)
+    process.refresh_from_db()
+    assert process.state["result"] == [index * 10 for index in range(10)]
+    assert_each_task_body_once(process)
+    assert ProcessStep.objects.filter(process=process, replayed=True).exists()
+
+
 def test_a_flow_retried_after_a_failure_runs_each_task_body_once(synced, start_worker):
     start_worker(pool="threads", concurrency=2)
     process = services.start_process(

@@ -137,11 +137,17 @@ def redacting(redactor: Redactor) -> Iterator[Redactor]:
         _current.reset(token)
 
 
+def current_redactor() -> Redactor | None:
+    """The redactor of this context (`redacting`), if any: what a log record made now must be
+    redacted of (a run's secrets, and a callback step's token while that step runs)."""
+    return _current.get()
+
+
 class RedactSecretsFilter(logging.Filter):
     """A handler filter: applies the current context's redactor to a record's text."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        redactor = _current.get()
+        redactor = current_redactor()
         if not redactor:
             return True
         record.msg, record.args = redactor.text(record.getMessage()), ()

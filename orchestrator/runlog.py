@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
+from orchestrator.redaction import current_redactor
+
 if TYPE_CHECKING:
     from orchestrator.redaction import Redactor
 
@@ -64,7 +66,10 @@ class RunLog:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
             message = f"{message}\n{record.exc_text}"
-        message = self.redact.text(message)
+        # The context's redactor when there is one: it also knows what a step adds to the
+        # run's secrets while it runs (a callback step's token).
+        redact = current_redactor() or self.redact
+        message = redact.text(message)
         if len(message) > self.max_chars:
             cut = len(message) - self.max_chars
             message = f"{message[:self.max_chars]}… [{cut} more characters not kept]"

@@ -11,7 +11,7 @@ import pytest
 
 from orchestrator import services
 from orchestrator.crypto import encrypt_json
-from orchestrator.models import Process, ProcessStep
+from orchestrator.models import Process, ProcessLog, ProcessStep
 from orchestrator.redaction import MARK, Redactor, RedactSecretsFilter, redacting
 from tests.helpers import run, start
 
@@ -36,9 +36,10 @@ def console():
 def everything_stored(process: Process) -> str:
     process.refresh_from_db()
     rows = ProcessStep.objects.filter(process=process).values_list("state", flat=True)
+    log = ProcessLog.objects.filter(process=process).values_list("message", flat=True)
     return "\n".join(
         [json.dumps(process.state), process.failed_reason, process.traceback,
-         process.callback_progress, json.dumps(list(rows))]
+         process.callback_progress, json.dumps(list(rows)), *log]
     )
 
 
@@ -190,6 +191,8 @@ def test_a_callback_token_is_redacted_under_whatever_key_a_step_keeps_its_route(
     assert process.state["my_url"] == redacted_route
     assert process.state["job"] == {"notify": [f"https://orchestrator.example{redacted_route}"]}
     assert "callback_route" not in process.state
+    [logged] = ProcessLog.objects.filter(process=process).values_list("message", flat=True)
+    assert logged == f"asked the job to call back at {redacted_route}"
     assert token not in everything_stored(process)
     assert token not in shown(process, operator, client, api)
     assert f"call back at {redacted_route}" in console.getvalue()
@@ -217,3 +220,15 @@ def test_a_callback_token_in_a_failure_message_and_traceback_is_redacted(
     )
     assert token not in everything_stored(process)
     assert token not in shown(process, operator, client, api)
+
+
+def test_the_run_log_redacts_a_callback_token_itself(synced, handed_routes, monkeypatch):
+    """Not only because the console handler's filter happened to redact the record first."""
+    for handler in logging.getLogger().handlers:
+        kept = [item for item in handler.filters if not isinstance(item, RedactSecretsFilter)]
+        monkeypatch.setattr(handler, "filters", kept)
+    process = run(start("wf_callback_copied"))
+    [route] = handed_routes
+    [logged] = ProcessLog.objects.filter(process=process).values_list("message", flat=True)
+    assert logged == f"asked the job to call back at /api/processes/{process.pk}/callback/{MARK}/"
+    assert route.split("/")[-2] not in logged

@@ -98,7 +98,16 @@ def clean_json(value: Any) -> Any:
     return clean_text(value, 2000)
 
 
-def record_action(
+def record_action(action: str, **fields: Any) -> AuditEvent:
+    """Record that `user` (None: the system) did `action` (`<thing>.<verb>`, e.g.
+    `process.abort`) on `target` (the fields of `audit_event`). Call it inside the
+    transaction that does the action."""
+    event = audit_event(action, **fields)
+    event.save()
+    return event
+
+
+def audit_event(
     action: str,
     *,
     user=None,
@@ -110,15 +119,15 @@ def record_action(
     object_repr: str = "",
     actor_name: str = "",
 ) -> AuditEvent:
-    """Record that `user` (None: the system) did `action` (`<thing>.<verb>`, e.g.
-    `process.abort`) on `target`. Call it inside the transaction that does the action."""
+    """The event `record_action` stores, not yet saved: many actions of one request (a
+    batch start) are stored together with `AuditEvent.objects.bulk_create`."""
     request = _current_request.get()
     actor = user if user is not None and getattr(user, "is_authenticated", False) else None
     if target is not None:
         object_type = object_type or target._meta.label_lower
         object_id = object_id or target.pk
         object_repr = object_repr or str(target)
-    return AuditEvent.objects.create(
+    return AuditEvent(
         actor=actor,
         actor_name=clean_text(actor.get_username() if actor else actor_name, 150),
         action=clean_text(action, 100),

@@ -72,9 +72,11 @@ def slot_wanters(workflow_id: int, now: datetime.datetime) -> QuerySet[Process]:
     )
 
 
-def start_refusal(workflow: Workflow) -> str:
+def start_refusal(workflow: Workflow, pending: int = 0) -> str:
     """Why a new run of a full `cancel_new` workflow is cancelled (empty: it may start).
-    Call inside the transaction that stores the run: it locks the workflow's row."""
+    Call inside the transaction that stores the run: it locks the workflow's row.
+    `pending`: runs of the workflow accepted earlier in the same transaction, not yet
+    stored (a batch start)."""
     limit = workflow.concurrency_limit
     if limit is None or workflow.concurrency_limit_strategy != ConcurrencyStrategy.CANCEL_NEW:
         return ""
@@ -84,7 +86,7 @@ def start_refusal(workflow: Workflow) -> str:
         Process.objects.filter(workflow=workflow)
         .filter(live_lease(now) | Q(lease_owner="", status__in=PENDING_STATUSES))
         .count()
-    )
+    ) + pending
     if busy < limit:
         return ""
     runs = "1 run is" if busy == 1 else f"{busy} runs are"

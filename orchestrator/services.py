@@ -6,17 +6,20 @@ import datetime
 import hashlib
 import json
 import logging
+from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import Permission
+from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
-from guardian.shortcuts import assign_perm
 
 from orchestrator import concurrency, extensions, registry, selectors
-from orchestrator.audit import record_action
+from orchestrator.audit import audit_event, record_action
 from orchestrator.crypto import decrypt_json, encrypt_json, token_digest
 from orchestrator.exceptions import (
     Conflict,
@@ -24,6 +27,7 @@ from orchestrator.exceptions import (
     Gone,
     IdempotencyKeyReused,
     NotFound,
+    OrchestratorError,
     PreconditionFailed,
     RunCancelled,
 )
@@ -33,12 +37,14 @@ from orchestrator.models import (
     RETRYABLE_STATUSES,
     RUNNABLE_STATUSES,
     TERMINAL_STATUSES,
+    AuditEvent,
     EngineSettings,
     IdempotencyKey,
     Process,
     ProcessStatus,
     ProcessStep,
     ProcessTag,
+    ProcessUserObjectPermission,
     StepStatus,
     WorkerHeartbeat,
     Workflow,
@@ -53,17 +59,33 @@ MAX_CALLBACK_PROGRESS = 2000
 
 def enqueue_process(process: Process, countdown: int | None = None) -> None:
     """Send the run task once the current transaction commits; a failed send waits for the sweep."""
-    process_id, queue = str(process.pk), process.workflow.type
+    enqueue_processes([process], countdown=countdown)
+
+
+def enqueue_processes(processes: list[Process], countdown: int | None = None) -> None:
+    """Send the run tasks of `processes` once the current transaction commits, over one
+    broker connection, then mark them enqueued in one UPDATE; a failed send waits for the
+    sweep (the runs are stored first, so the broker being down loses none)."""
+    runs = [(str(process.pk), process.workflow.type) for process in processes]
+    if not runs:
+        return
 
     def send() -> None:
         from orchestrator.tasks import run_process_task
 
+        sent = []
         try:
-            run_process_task.apply_async(args=[process_id], queue=queue, countdown=countdown)
+            with run_process_task.app.producer_or_acquire() as producer:
+                for process_id, queue in runs:
+                    run_process_task.apply_async(
+                        args=[process_id], queue=queue, countdown=countdown, producer=producer
+                    )
+                    sent.append(process_id)
         except Exception as error:  # noqa: BLE001 - the broker being down loses nothing
-            logger.warning("could not enqueue %s (%s); the sweep will retry", process_id, error)
-            return
-        Process.objects.filter(pk=process_id).update(enqueued_at=timezone.now())
+            logger.warning("could not enqueue %d run(s) (%s); the sweep will retry",
+                           len(runs) - len(sent), error)
+        if sent:
+            Process.objects.filter(pk__in=sent).update(enqueued_at=timezone.now())
 
     transaction.on_commit(send)
 
@@ -92,12 +114,19 @@ def log_user_action(process: Process, name: str, status: str, user) -> None:
     )
 
 
-def grant_creator_view(process: Process, user) -> None:
+def grant_creator_view(processes: list[Process], user) -> None:
     """The user who starts a process may view it, whatever their roles say (or later say):
     an object grant, so every list, page and endpoint that filters by view permission
-    shows it to them."""
-    if user is not None and user.is_authenticated:
-        assign_perm("orchestrator.view_process", user, process)
+    shows it to them. The runs are new, so their grants are one INSERT."""
+    if user is None or not user.is_authenticated or not processes:
+        return
+    permission = Permission.objects.get(
+        content_type__app_label="orchestrator", codename="view_process"
+    )
+    ProcessUserObjectPermission.objects.bulk_create(
+        ProcessUserObjectPermission(user=user, permission=permission, content_object=process)
+        for process in processes
+    )
 
 
 def get_workflow_for_start(workflow_name: str, user=None) -> tuple[Workflow, Any]:
@@ -116,6 +145,167 @@ def start_form_state(targets: dict[str, Any]) -> dict[str, Any]:
     for extension, own in extensions.split_targets(targets):
         state.update(extension.form_state(own))
     return state
+
+
+@dataclass
+class StartRequest:
+    """What one start asks for: `start_process`'s arguments (`targets`: its keywords owned
+    by extensions, such as `subscription=`)."""
+
+    workflow_name: str
+    input_pages: list[Any] | None = None
+    tags: Iterable[str] = ()
+    parent: Process | None = None
+    run_name: str = ""
+    call_key: str = ""
+    targets: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, *, workflow_name: str, input_pages: list[Any] | None = None,
+           tags: Iterable[str] = (), parent: Process | None = None, run_name: str = "",
+           call_key: str = "", **targets: Any) -> StartRequest:
+        """From `start_process`'s keyword arguments."""
+        return cls(workflow_name, input_pages, tags, parent, run_name, call_key, targets)
+
+
+@dataclass
+class CheckedStart:
+    """A start that passed every check made before its transaction (`check_start`)."""
+
+    request: StartRequest
+    workflow: Workflow
+    definition: Any
+    spec: Any
+    owned: list[tuple[extensions.ProcessExtension, dict[str, Any]]]
+    pages: list[Any]
+    form: FormResult
+
+
+def check_start(
+    request: StartRequest, user=None, workflows: dict[str, tuple[Workflow, Any]] | None = None
+) -> CheckedStart:
+    """Everything a start checks before anything is stored: the targets the user may see,
+    the workflow they may view and start, its run predicate, the input (all pages, valid)
+    and the extensions' view of that input. `workflows` remembers the workflow checks of
+    earlier starts of the same request (a batch)."""
+    owned = extensions.split_targets(request.targets)
+    owned = [(extension, extension.resolve_targets(user, own)) for extension, own in owned]
+    known = None if workflows is None else workflows.get(request.workflow_name)
+    if known is None:
+        known = get_workflow_for_start(request.workflow_name, user)
+        require(user, "orchestrator.start_workflow", known[0])
+        if workflows is not None:
+            workflows[request.workflow_name] = known
+    workflow_row, definition = known
+    spec = definition.load()
+    if spec.run_predicate is not None:
+        refusal = spec.run_predicate(request.workflow_name)
+        if refusal:
+            raise PreconditionFailed(str(refusal))
+    form_state = start_form_state({k: v for _, own in owned for k, v in own.items()})
+    pages = [] if request.input_pages is None else request.input_pages
+    result = validate_pages(spec.initial_input_form, pages, state=form_state, user=user)
+    require_all_pages(result, user)
+    for extension, own in owned:
+        extension.check_input(workflow=workflow_row, targets=own, data=result.data)
+    return CheckedStart(request, workflow_row, definition, spec, owned, pages, result)
+
+
+class StartVetoed(Exception):
+    """An extension vetoed the start at `index` of `store_starts` with `error`."""
+
+    def __init__(self, index: int, error: Exception) -> None:
+        super().__init__(str(error))
+        self.index, self.error = index, error
+
+
+def for_run(index: int, error: Exception) -> Exception:
+    """A batch's refusal of its run at `index`: `error`, naming the run (`runs[3]: ...`,
+    its field errors under `runs` and the index)."""
+    if not isinstance(error, OrchestratorError):
+        return PermissionDenied(f"runs[{index}]: {error}")
+    refusal = type(error).__new__(type(error))
+    refusal.__dict__.update(error.__dict__)
+    refusal.message = f"runs[{index}]: {error.message}"
+    refusal.args = (refusal.message,)
+    refusal.field_errors = {"runs": {str(index): {**error.field_errors, "detail": error.message}}}
+    return refusal
+
+
+def store_starts(starts: list[CheckedStart], user=None) -> list[Process]:
+    """Inside the caller's transaction: store the checked starts' runs (the extensions may
+    still veto or prepare each one), with their grants, tags and audit events, a few
+    statements for all of them, and enqueue them when the transaction commits.
+
+    A run of a workflow whose `cancel_new` concurrency limit is full (counting the runs
+    accepted before it in `starts`) is stored `cancelled`, with the reason, and not enqueued.
+    """
+    status = ProcessStatus.QUEUED if selectors.engine_is_paused() else ProcessStatus.CREATED
+    created_by = user if user is not None and user.is_authenticated else None
+    accepted: Counter[int] = Counter()  # runs of each workflow accepted so far
+    processes: list[Process] = []
+    links: list[tuple[Any, Process]] = []
+    tags: list[ProcessTag] = []
+    events = []
+    for start in starts:
+        request, workflow_row = start.request, start.workflow
+        over_limit = concurrency.start_refusal(workflow_row, pending=accepted[workflow_row.pk])
+        try:
+            reservations = [] if over_limit else [
+                reservation
+                for extension, own in start.owned
+                if (reservation := extension.reserve(
+                    workflow=workflow_row, targets=own, pages=start.pages, user=user
+                ))
+            ]
+        except (OrchestratorError, PermissionDenied) as error:
+            raise StartVetoed(len(processes), error) from error
+        secrets = dict(start.form.secrets)
+        state = dict(start.form.data)
+        for reservation in reservations:
+            state.update(reservation.state)
+            secrets.update(reservation.secrets)
+        process = Process(
+            workflow=workflow_row,
+            status=status,
+            is_task=start.definition.is_task,
+            created_by=created_by,
+            planned_steps=start.spec.steps.names,
+            parent=request.parent,
+            call_key=request.call_key[:255],
+            secrets=encrypt_json(secrets),
+        )
+        name = request.workflow_name
+        process.run_name = (request.run_name or default_run_name(name, process))[:255]
+        process.state = {
+            **Redactor(secrets)(state), "process_id": str(process.pk), "workflow_name": name,
+        }
+        if over_limit:
+            process.status, process.failed_reason = ProcessStatus.CANCELLED, over_limit
+            process.finished_at = timezone.now()
+        else:
+            accepted[workflow_row.pk] += 1
+        processes.append(process)
+        links.extend((r.link, process) for r in reservations if r.link is not None)
+        tags.extend(ProcessTag(process=process, name=str(tag)[:255])
+                    for tag in dict.fromkeys(request.tags))
+        if user is not None:  # a person's start (the system's are its schedules and sub-runs)
+            named = {k: str(v) for _, own in start.owned for k, v in own.items()
+                     if v not in (None, "")}
+            cancelled = " (cancelled by its concurrency limit)" if over_limit else ""
+            events.append(audit_event("process.start", user=user, target=process,
+                                      summary=f"Started {name}{cancelled}", detail=named))
+    Process.objects.bulk_create(processes)
+    grant_creator_view(processes, user)
+    for link, process in links:
+        link(process)
+    ProcessTag.objects.bulk_create(tags)
+    AuditEvent.objects.bulk_create(events)
+    for process in processes:
+        if process.status == ProcessStatus.CANCELLED:
+            extensions.process_stopped(process, ProcessStatus.CANCELLED)
+    enqueue_processes([p for p in processes if p.status != ProcessStatus.CANCELLED])
+    return processes
 
 
 def start_process(
@@ -141,74 +331,15 @@ def start_process(
     `run_name` defaults to `<workflow> <short id>`; `call_key` marks a child run with the
     call of its parent's step that started it.
     """
-    owned = extensions.split_targets(targets)
-    owned = [(extension, extension.resolve_targets(user, own)) for extension, own in owned]
-    workflow_row, definition = get_workflow_for_start(workflow_name, user)
-    require(user, "orchestrator.start_workflow", workflow_row)
-    spec = definition.load()
-    if spec.run_predicate is not None:
-        refusal = spec.run_predicate(workflow_name)
-        if refusal:
-            raise PreconditionFailed(str(refusal))
-    form_state = start_form_state({k: v for _, own in owned for k, v in own.items()})
-    pages = [] if input_pages is None else input_pages
-    result = validate_pages(spec.initial_input_form, pages, state=form_state, user=user)
-    require_all_pages(result, user)
-    for extension, own in owned:
-        extension.check_input(workflow=workflow_row, targets=own, data=result.data)
-    with transaction.atomic():
-        over_limit = concurrency.start_refusal(workflow_row)
-        reservations = [] if over_limit else [
-            reservation
-            for extension, own in owned
-            if (reservation := extension.reserve(
-                workflow=workflow_row, targets=own, pages=pages, user=user
-            ))
-        ]
-        status = ProcessStatus.QUEUED if selectors.engine_is_paused() else ProcessStatus.CREATED
-        secrets = dict(result.secrets)
-        state = dict(result.data)
-        for reservation in reservations:
-            state.update(reservation.state)
-            secrets.update(reservation.secrets)
-        process = Process(
-            workflow=workflow_row,
-            status=status,
-            is_task=definition.is_task,
-            created_by=user if user is not None and user.is_authenticated else None,
-            planned_steps=spec.steps.names,
-            parent=parent,
-            call_key=call_key[:255],
-            secrets=encrypt_json(secrets),
-        )
-        process.run_name = (run_name or default_run_name(workflow_name, process))[:255]
-        process.state = {
-            **Redactor(secrets)(state),
-            "process_id": str(process.pk),
-            "workflow_name": workflow_name,
-        }
-        if over_limit:
-            process.status, process.failed_reason = ProcessStatus.CANCELLED, over_limit
-            process.finished_at = timezone.now()
-        process.save(force_insert=True)
-        grant_creator_view(process, user)
-        for reservation in reservations:
-            if reservation.link is not None:
-                reservation.link(process)
-        ProcessTag.objects.bulk_create(
-            ProcessTag(process=process, name=str(tag)[:255]) for tag in dict.fromkeys(tags)
-        )
-        if user is not None:  # a person's start (the system's are its schedules and sub-runs)
-            named = {k: str(v) for _, own in owned for k, v in own.items() if v not in (None, "")}
-            cancelled = " (cancelled by its concurrency limit)" if over_limit else ""
-            record_action("process.start", user=user, target=process,
-                          summary=f"Started {workflow_name}{cancelled}", detail=named)
-        if over_limit:
-            extensions.process_stopped(process, ProcessStatus.CANCELLED)
-        else:
-            enqueue_process(process)
-    if over_limit:
-        raise RunCancelled(over_limit, process)
+    request = StartRequest(workflow_name, input_pages, tags, parent, run_name, call_key, targets)
+    checked = check_start(request, user)
+    try:
+        with transaction.atomic():
+            [process] = store_starts([checked], user)
+    except StartVetoed as vetoed:
+        raise vetoed.error from None
+    if process.status == ProcessStatus.CANCELLED:
+        raise RunCancelled(process.failed_reason, process)
     return process
 
 
@@ -218,37 +349,45 @@ def request_fingerprint(value: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def claim_idempotency_key(user, key: str, fingerprint: str) -> IdempotencyKey | Process:
+    """Inside the start's transaction: the key's row, new (the start goes on and links its
+    run to it), or the run its first use started (answer with that). The row is written
+    first: a concurrent request with the same key waits on its unique index until the
+    first commits. With another request (`fingerprint`) the key is refused (422)."""
+    expired = timezone.now() - datetime.timedelta(
+        hours=settings.ORCHESTRATOR_IDEMPOTENCY_KEY_HOURS
+    )
+    mine = IdempotencyKey.objects.filter(user=user, key=key)
+    mine.filter(created_at__lt=expired).delete()
+    try:
+        with transaction.atomic():
+            return IdempotencyKey.objects.create(user=user, key=key, fingerprint=fingerprint)
+    except IntegrityError:
+        first = mine.select_related("process__workflow").get()
+    if first.fingerprint != fingerprint:
+        message = (
+            "This idempotency key was already used with a different request "
+            f"(it started process {first.process_id}); use a new key for a new run"
+        )
+        raise IdempotencyKeyReused(message, {"idempotency_key": [message]})
+    return first.process
+
+
 def start_process_once(
     *, idempotency_key: str, fingerprint: str, user, **start: Any
 ) -> tuple[Process, bool]:
     """`start_process`, once per user and key: the key sent again answers with the run its
     first use started (and True). With another request (`fingerprint`) it is refused (422).
 
-    The key's row is written first, in the start's transaction: a concurrent request with
-    the same key waits on its unique index until the first commits, then answers with the
-    first's run, so a double submit makes one run. A refused start stores no key (it may
-    be sent again); keys expire after ORCHESTRATOR_IDEMPOTENCY_KEY_HOURS.
+    A concurrent request with the same key waits until the first commits, then answers
+    with the first's run, so a double submit makes one run (`claim_idempotency_key`). A
+    refused start stores no key (it may be sent again); keys expire after
+    ORCHESTRATOR_IDEMPOTENCY_KEY_HOURS.
     """
-    expired = timezone.now() - datetime.timedelta(
-        hours=settings.ORCHESTRATOR_IDEMPOTENCY_KEY_HOURS
-    )
     with transaction.atomic():
-        mine = IdempotencyKey.objects.filter(user=user, key=idempotency_key)
-        mine.filter(created_at__lt=expired).delete()
-        try:
-            with transaction.atomic():
-                claim = IdempotencyKey.objects.create(
-                    user=user, key=idempotency_key, fingerprint=fingerprint
-                )
-        except IntegrityError:
-            first = mine.select_related("process__workflow").get()
-            if first.fingerprint != fingerprint:
-                message = (
-                    "This idempotency key was already used with a different request "
-                    f"(it started process {first.process_id}); use a new key for a new run"
-                )
-                raise IdempotencyKeyReused(message, {"idempotency_key": [message]}) from None
-            return first.process, True
+        claim = claim_idempotency_key(user, idempotency_key, fingerprint)
+        if isinstance(claim, Process):
+            return claim, True
         try:
             process = start_process(user=user, **start)
         except RunCancelled as error:  # the cancelled run stays stored; the key does not
@@ -261,6 +400,84 @@ def start_process_once(
     if cancelled is not None:
         raise cancelled
     return process, False
+
+
+@dataclass
+class BatchRun:
+    """One run of a batch start: what it asks for, and its idempotency key (optional)."""
+
+    request: StartRequest
+    idempotency_key: str = ""
+    fingerprint: str = ""
+
+
+MAX_BATCH_RUNS = 1000
+
+
+def start_processes(*, runs: list[BatchRun], user=None) -> list[tuple[Process, bool]]:
+    """Start many runs in one transaction: all of them or none. Each is checked as
+    `start_process` checks one (a refusal names the run by its index: `runs[3]`), the
+    runs are stored with a few statements for all of them, and their tasks are sent over
+    one broker connection once the transaction commits.
+
+    Returns `(process, replayed)` per run, in order: a run whose idempotency key was used
+    before answers with the run its first use started, as `start_process_once` does. A run
+    beyond a full `cancel_new` concurrency limit is stored `cancelled` (its key is not
+    kept); the others still start.
+    """
+    if len(runs) > MAX_BATCH_RUNS:
+        raise FormInvalid(f"at most {MAX_BATCH_RUNS} runs per batch",
+                          {"runs": [f"Ensure this list has at most {MAX_BATCH_RUNS} items."]})
+    workflows: dict[str, tuple[Workflow, Any]] = {}
+    checked: list[CheckedStart] = []
+    invalid: dict[str, dict[str, Any]] = {}
+    for index, run in enumerate(runs):
+        try:
+            checked.append(check_start(run.request, user, workflows))
+        except FormInvalid as error:  # every invalid run is named, not only the first
+            invalid[str(index)] = {**error.field_errors, "detail": error.message}
+        except (OrchestratorError, PermissionDenied) as error:
+            raise for_run(index, error) from None
+    if invalid:
+        first = next(iter(invalid))
+        raise FormInvalid(
+            f"{len(invalid)} of the {len(runs)} runs are invalid; runs[{first}]: "
+            f"{invalid[first]['detail']}",
+            {"runs": invalid},
+        )
+    with transaction.atomic():
+        answers: list[tuple[Process, bool] | None] = [None] * len(runs)
+        claims: dict[int, IdempotencyKey] = {}
+        new: list[int] = []
+        for index, run in enumerate(runs):
+            try:
+                claim = (claim_idempotency_key(user, run.idempotency_key, run.fingerprint)
+                         if run.idempotency_key else None)
+            except IdempotencyKeyReused as error:
+                raise for_run(index, error) from None
+            if isinstance(claim, Process):
+                answers[index] = (claim, True)
+                continue
+            if claim is not None:
+                claims[index] = claim
+            new.append(index)
+        try:
+            processes = store_starts([checked[index] for index in new], user)
+        except StartVetoed as vetoed:
+            raise for_run(new[vetoed.index], vetoed.error) from None
+        for index, process in zip(new, processes, strict=True):
+            answers[index] = (process, False)
+            claim = claims.get(index)
+            if claim is None:
+                continue
+            if process.status == ProcessStatus.CANCELLED:
+                claim.delete()
+            else:
+                claim.process = process
+        IdempotencyKey.objects.bulk_update(
+            [claim for claim in claims.values() if claim.process_id], ["process"]
+        )
+    return [answer for answer in answers if answer is not None]
 
 
 def clean_up_idempotency_keys() -> int:

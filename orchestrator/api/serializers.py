@@ -15,11 +15,13 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from orchestrator import concurrency, extensions
+from orchestrator.exceptions import FormInvalid
 from orchestrator.extensions import Touched
 from orchestrator.forms import MAX_PAGES
 from orchestrator.models import AuditEvent, Process, ProcessLog, WorkerHeartbeat, Workflow
 from orchestrator.schedules import SCHEDULE_PREFIX, cron_of, describe_schedule, next_run_at
 from orchestrator.selectors import WORKER_STATUSES
+from orchestrator.services import MAX_BATCH_RUNS
 
 MAX_TAGS = 50
 # A form's JSON Schema, or null when there is no page to fill in.
@@ -307,6 +309,70 @@ class ProcessStartSerializer(serializers.Serializer):
 
     class Meta:
         ref_name = "ProcessStartRequest"
+
+
+def check_idempotency_key(key: str, what: str = "An idempotency key") -> str:
+    """An idempotency key is 1 to 255 printable ASCII characters (else a 400 naming it)."""
+    if not 1 <= len(key) <= 255 or not all(" " <= char <= "~" for char in key):
+        message = f"{what} must be 1 to 255 printable ASCII characters."
+        raise FormInvalid(message, {"idempotency_key": [message]})
+    return key
+
+
+class BatchRunSerializer(ProcessStartSerializer):
+    """One run of `POST /api/processes/batch/`: a start request, and its own idempotency key."""
+
+    idempotency_key = serializers.CharField(
+        required=False,
+        allow_blank=False,
+        trim_whitespace=False,
+        help_text=(
+            "Optional, 1 to 255 printable ASCII characters: this run's key, as the "
+            "Idempotency-Key header is a single start's (the same key and run again answer "
+            "with the run its first use started, `replayed: true`; with another run, 422)."
+        ),
+    )
+
+    class Meta:
+        ref_name = "BatchRunRequest"
+
+    def validate_idempotency_key(self, value: str) -> str:
+        try:
+            return check_idempotency_key(value)
+        except FormInvalid as error:
+            raise serializers.ValidationError(error.message) from None
+
+
+class BatchStartSerializer(serializers.Serializer):
+    """`POST /api/processes/batch/`: many runs started in one transaction (all or none)."""
+
+    runs = serializers.ListField(
+        child=BatchRunSerializer(), min_length=1, max_length=MAX_BATCH_RUNS
+    )
+
+    class Meta:
+        ref_name = "BatchStartRequest"
+
+
+class BatchRunResultSerializer(ProcessSerializer):
+    replayed = serializers.SerializerMethodField(
+        help_text="True when the run's idempotency key answered with the run it started before."
+    )
+
+    class Meta(ProcessSerializer.Meta):
+        fields = [*ProcessSerializer.Meta.fields, "replayed"]
+        read_only_fields = fields
+        ref_name = "BatchRunResult"
+
+    def get_replayed(self, process: Process) -> bool:
+        return process.pk in self.context.get("replayed", ())
+
+
+class BatchStartResultSerializer(serializers.Serializer):
+    runs = BatchRunResultSerializer(many=True)
+
+    class Meta:
+        ref_name = "BatchStartResult"
 
 
 class ProcessResumeSerializer(serializers.Serializer):

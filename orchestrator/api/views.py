@@ -46,6 +46,8 @@ from orchestrator.api.filters import (
 from orchestrator.api.serializers import (
     ApiErrorSerializer,
     AuditEventSerializer,
+    BatchStartResultSerializer,
+    BatchStartSerializer,
     CallbackProgressSerializer,
     DetailSerializer,
     EngineSerializer,
@@ -59,6 +61,7 @@ from orchestrator.api.serializers import (
     WorkerSerializer,
     WorkflowDetailSerializer,
     WorkflowSerializer,
+    check_idempotency_key,
 )
 from orchestrator.auth import LockedOut
 from orchestrator.exceptions import FormInvalid, NotFound
@@ -220,12 +223,18 @@ IDEMPOTENCY_KEY = OpenApiParameter(
 def idempotency_key(request: Request) -> str | None:
     """The request's `Idempotency-Key` header (None without one); a malformed one is a 400."""
     key = request.headers.get("Idempotency-Key")
-    if key is None:
-        return None
-    if not 1 <= len(key) <= 255 or not all(" " <= char <= "~" for char in key):
-        message = "The Idempotency-Key header must be 1 to 255 printable ASCII characters."
-        raise FormInvalid(message, {"idempotency_key": [message]})
-    return key
+    return None if key is None else check_idempotency_key(key, "The Idempotency-Key header")
+
+
+def start_arguments(data: dict[str, Any]) -> dict[str, Any]:
+    """`start_process`'s arguments for a validated start request (ProcessStartSerializer)."""
+    return {
+        "workflow_name": data["workflow"],
+        "input_pages": data["input"],
+        "tags": data["tags"],
+        "subscription": data.get("subscription"),
+        "product": data.get("product"),
+    }
 
 
 def with_list_relations(queryset: QuerySet[Process]) -> QuerySet[Process]:
@@ -368,15 +377,7 @@ class ProcessViewSet(
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         serializer = ProcessStartSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        start = {
-            "workflow_name": data["workflow"],
-            "input_pages": data["input"],
-            "user": request.user,
-            "tags": data["tags"],
-            "subscription": data.get("subscription"),
-            "product": data.get("product"),
-        }
+        start = {**start_arguments(serializer.validated_data), "user": request.user}
         key = idempotency_key(request)
         if key is None:
             process, replayed = services.start_process(**start), False
@@ -389,6 +390,51 @@ class ProcessViewSet(
         if replayed:
             response["Idempotent-Replayed"] = "true"
         return response
+
+    @extend_schema(
+        summary="Start many runs in one transaction (all or none)",
+        description=(
+            "Each run is checked as `POST /api/processes/` checks one; a refusal names the "
+            "run (`runs[3]: ...`, its field errors under `runs` and its index) and starts "
+            "none. A run beyond a full `cancel_new` concurrency limit is stored `cancelled` "
+            "while the others start. Idempotency keys go per run (`idempotency_key`)."
+        ),
+        request=BatchStartSerializer,
+        responses={
+            201: BatchStartResultSerializer,
+            **ERRORS,
+            412: OpenApiResponse(ApiErrorSerializer, description="Refused by a run predicate"),
+            422: OpenApiResponse(
+                ApiErrorSerializer, description="An idempotency key reused with another run"
+            ),
+        },
+    )
+    @action(detail=False, methods=["post"])
+    def batch(self, request: Request) -> Response:
+        if "Idempotency-Key" in request.headers:
+            message = "A batch takes an idempotency_key per run, not an Idempotency-Key header."
+            raise FormInvalid(message, {"idempotency_key": [message]})
+        serializer = BatchStartSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        runs = [
+            services.BatchRun(
+                services.StartRequest.of(**start_arguments(run)),
+                idempotency_key=run.get("idempotency_key", ""),
+                fingerprint=services.request_fingerprint(sent),
+            )
+            for run, sent in zip(serializer.validated_data["runs"], request.data["runs"],
+                                 strict=True)
+        ]
+        started = services.start_processes(runs=runs, user=request.user)
+        stored = self.get_queryset().in_bulk([process.pk for process, _ in started])
+        context = {
+            **self.get_serializer_context(),
+            "replayed": {process.pk for process, replayed in started if replayed},
+        }
+        answer = BatchStartResultSerializer(
+            {"runs": [stored[process.pk] for process, _ in started]}, context=context
+        )
+        return Response(answer.data, status=status.HTTP_201_CREATED)
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         services.delete_process(process=self.get_object(), user=request.user)

@@ -61,6 +61,7 @@ def enqueued(monkeypatch) -> list[str]:
 
     sent: list[str] = []
     monkeypatch.setattr(
-        services, "enqueue_process", lambda process, countdown=None: sent.append(str(process.pk))
+        services, "enqueue_processes",
+        lambda processes, countdown=None: sent.extend(str(process.pk) for process in processes),
     )
     return sent

@@ -51,3 +51,16 @@ def test_the_engine_runs_a_workflow_to_completion_on_the_worker(synced, celery_w
         "Summarise",
         "Done",
     ]
+
+
+def test_a_batch_start_s_runs_all_complete_on_the_worker(operator, api, celery_worker):
+    runs = [{"workflow": "wf_counted", "input": [{"steps": 3}], "tags": [f"batch:{index}"]}
+            for index in range(12)]
+    response = api(operator).post("/api/processes/batch/", {"runs": runs}, format="json")
+    assert response.status_code == 201, response.content
+    ids = [run["id"] for run in response.json()["runs"]]
+    batch = Process.objects.filter(pk__in=ids)
+    wait_for(lambda: not batch.exclude(status="completed").exists(), timeout=120)
+    assert batch.count() == 12
+    assert all(process.steps.count() == len(process.planned_steps) for process in batch)
+    assert not batch.exclude(lease_owner="").exists()

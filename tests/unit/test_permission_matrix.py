@@ -79,6 +79,8 @@ TABLE = [
     Row("POST", "/api/processes/", "401 404 201|400 403 201|201 201 201",  # a hidden choice
         {"workflow": "create_box", "product": "Box", "input": [
             {"customer_id": "c", "name": "n", "size": 1, "depends_on": "{subscription}"}]}),
+    Row("POST", "/api/processes/batch/", "401 404 201|404 403 201 201 201",
+        {"runs": [{"workflow": "{workflow}"}]}),
     Row("GET", "/api/processes/", "401 200 200 200 200 200 200"),
     Row("GET", "/api/processes/?workflow=modify_box", "401 200 200 200 200 200 200"),
     Row("GET", "/api/processes/{process}/", "401 404 200|404 200 200 200 200"),

@@ -101,6 +101,16 @@ class RunLog:
                 ProcessLog.objects.bulk_create(lines)
                 self.stored += len(lines)
 
+    def flush_safely(self) -> None:
+        """`flush()`, but a failure to store log lines is logged, never raised: losing them
+        must not fail the run (the worker's own output still has them)."""
+        try:
+            self.flush()
+        except Exception:  # noqa: BLE001 - see above
+            logging.getLogger(__name__).exception(
+                "could not store run log lines of process %s", self.process_id
+            )
+
     def truncation_line(self, last: Any) -> Any:
         from orchestrator.models import ProcessLog
 
@@ -137,11 +147,7 @@ def capturing(process_id: Any, redact: Redactor) -> Iterator[RunLog]:
         yield sink
     finally:
         _scope.reset(token)
-        try:
-            sink.flush()
-        except Exception:  # noqa: BLE001 - losing log lines must not fail the run
-            logging.getLogger(__name__).exception("could not store the run log of %s",
-                                                  process_id)
+        sink.flush_safely()
 
 
 @contextlib.contextmanager
@@ -162,7 +168,7 @@ def flush() -> None:
     """Write the current run's waiting log lines; the caller is between transactions."""
     current = _scope.get()
     if current is not None and current.sink.pending:
-        current.sink.flush()
+        current.sink.flush_safely()
 
 
 class RunLogHandler(logging.Handler):

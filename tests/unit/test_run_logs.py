@@ -182,3 +182,13 @@ def test_a_flow_parked_for_its_children_says_so_not_that_it_retries(viewer, clie
     fragment = client.get(f"/processes/{process.pk}/fragment/").content.decode()
     assert "Waiting for its child runs (below) to end" in fragment
     assert "Retrying automatically" not in fragment
+
+
+def test_a_run_log_that_cannot_be_stored_never_fails_the_run(synced, monkeypatch, caplog):
+    def refuse(*args, **kwargs):
+        raise RuntimeError("database says no")
+
+    monkeypatch.setattr(ProcessLog.objects, "bulk_create", refuse)
+    process = run(start("flow-deploy", {"site": "ams1"}))
+    assert process.status == "completed", process.failed_reason
+    assert "could not store run log lines of process" in caplog.text

@@ -9,6 +9,8 @@ Measures, on the configured database and broker (PostgreSQL is the point):
   submitted   a flow of 100 no-op tasks `.submit()`ed at once (the flow's thread pool);
   writing     a flow of 100 sequential tasks that each INSERT a row (ORM): the task's
               transaction holds its own write and its row (BEGIN, INSERT, row, COMMIT);
+  logging     a flow of 100 sequential tasks that each log one INFO line: the task's row,
+              then its run log line (one INSERT after the task's transaction);
   (a)         100 one-row INSERT + COMMIT transactions through psycopg itself (no ORM), per row;
 and counts the SQL statements a task run costs. Target (issue 9): each flow <= 2.0x (a).
 A no-op task runs no SQL, so its row is written on its own (one autocommit statement, one
@@ -117,18 +119,19 @@ def main() -> None:
     try:
         flow_ms_per_task("bench-sequential-tasks")  # warm-up: worker start, imports
         flow_ms_per_task("bench-submitted-tasks")
-        sequential, submitted, writing, raw = [], [], [], []
+        sequential, submitted, writing, logging_, raw = [], [], [], [], []
         for _ in range(RUNS):  # interleaved, so a noisy neighbour hits them all alike
             raw.append(raw_commit_ms_per_row())
             sequential.append(flow_ms_per_task("bench-sequential-tasks"))
             submitted.append(flow_ms_per_task("bench-submitted-tasks"))
             writing.append(flow_ms_per_task("bench-writing-tasks"))
+            logging_.append(flow_ms_per_task("bench-logging-tasks"))
         WorkerPing.objects.filter(marker__startswith="bench-task:").delete()
     finally:
         worker.terminate()
         worker.wait(timeout=30)
-    raw_ms, sequential_ms, submitted_ms, writing_ms = (
-        statistics.median(values) for values in (raw, sequential, submitted, writing))
+    raw_ms, sequential_ms, submitted_ms, writing_ms, logging_ms = (
+        statistics.median(values) for values in (raw, sequential, submitted, writing, logging_))
     statements = statements_per_task()
     print(f"database: {connection.vendor}; broker: {os.environ.get('CELERY_BROKER_URL', '')}")
     print(f"(a) psycopg INSERT+COMMIT loop   {raw_ms:8.3f} ms/row   (median of {RUNS})")
@@ -138,6 +141,8 @@ def main() -> None:
           f"{submitted_ms / raw_ms:5.2f}x (a)   (target <= 2.0x)")
     print(f"flow, 100 tasks writing a row    {writing_ms:8.3f} ms/task  "
           f"{writing_ms / raw_ms:5.2f}x (a)")
+    print(f"flow, 100 tasks logging a line   {logging_ms:8.3f} ms/task  "
+          f"{logging_ms / raw_ms:5.2f}x (a)")
     print(f"SQL statements per no-op task    {statements:8.2f}")
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 
 import pytest
 from django.conf import settings
 
+from orchestrator import services
 from orchestrator.models import Process, ProcessLog, WorkerPing
 from orchestrator.redaction import MARK, Redactor
 from orchestrator.runlog import RunContextFilter, capturing
@@ -164,6 +166,27 @@ def test_the_process_page_shows_a_flow_s_task_runs_children_and_log(viewer, clie
     children = Process.objects.filter(parent=parent).order_by("started_at")
     assert [child.run_name for child in children] == ["child-1", "child-2"]
     assert all(f'href="/processes/{child.pk}/">child-' in fragment for child in children)
+
+
+def test_the_page_marks_replayed_task_runs_and_cache_hits(viewer, client):
+    process = run(start("flow-counted", {"tasks": 2, "fail_at": 1}))
+    assert process.status == "failed"
+    open(f"/tmp/orchestrator-fix-{process.pk}", "w").close()
+    try:
+        services.resume_process(process=process)
+        process = run(process)
+    finally:
+        os.remove(f"/tmp/orchestrator-fix-{process.pk}")
+    assert process.status == "completed", process.failed_reason
+    run(start("flow-cached", {"value": 77}))
+    cached = run(start("flow-cached", {"value": 77}))
+    client.force_login(viewer)
+    page = client.get(f"/processes/{process.pk}/").content.decode()
+    replayed = page[page.index("counted#0"):]
+    assert '<span class="tag">replayed</span>' in replayed
+    assert "recorded result returned again, the task did not run" in replayed
+    assert '<span class="tag">cache hit</span>' in client.get(
+        f"/processes/{cached.pk}/").content.decode()
 
 
 def test_a_step_list_page_says_steps_and_when_nothing_was_logged(viewer, client):

@@ -424,6 +424,9 @@ def process_context(request: HttpRequest, process: Process, paged: PagedForm | N
     return {
         "process": process,
         "is_flow": registry.is_flow(process.workflow.name),
+        # A name of its own (a flow's `flow_run_name`, a client's `run_name`), not the default.
+        "run_name": "" if process.run_name == services.default_run_name(
+            process.workflow.name, process) else process.run_name,
         "runs_ahead": concurrency.runs_ahead(process),
         "steps": selectors.process_step_diffs(process),
         "tags": sorted(process.tag_rows.values_list("name", flat=True)),

@@ -195,6 +195,11 @@ def test_a_step_list_page_says_steps_and_when_nothing_was_logged(viewer, client)
     page = client.get(f"/processes/{process.pk}/").content.decode()
     assert "<h2>Steps</h2>" in page and "Child runs" not in page
     assert "Nothing logged yet. What the steps log (INFO and above)" in page
+    assert 'class="run-name"' not in page  # its default name: the heading says it already
+    process = run(process)
+    assert process.status == "completed"
+    assert "Nothing was logged (at INFO or above)." in client.get(
+        f"/processes/{process.pk}/").content.decode()
 
 
 def test_a_flow_parked_for_its_children_says_so_not_that_it_retries(viewer, client):

@@ -3,7 +3,9 @@ it, watches its task runs (a retried attempt, an async task) and its log appear 
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +16,7 @@ from tests.factories import user_with_role
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 TOKEN = "tok-e2e-5772156"
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "flow-run.png"
 
 
 def test_operator_starts_a_flow_and_watches_its_task_runs_and_log_live(
@@ -52,5 +55,7 @@ def test_operator_starts_a_flow_and_watches_its_task_runs_and_log_live(
         assert text in log
     assert TOKEN not in page.content()
     keep(page, tmp_path, "flow-done")
+    if os.environ.get("UPDATE_SCREENSHOT") == "1":  # the picture in docs/flows.md
+        page.screenshot(path=str(SCREENSHOT), full_page=True)
     process.refresh_from_db()
     assert process.status == "completed" and process.run_name == "deploy-ams1"

@@ -19,7 +19,8 @@ own log output.
 
 The same context gives every line the worker prints its run: `RunContextFilter` adds
 `process_id`, `step` and `attempt` to each record (the settings' `LOGGING` formats them as
-`process=... step=...`), so a worker's log can be searched by process.
+`process=... step=...`, or as JSON fields with `LOG_FORMAT=json`), so a worker's log can be
+searched by process.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import json
 import logging
 import threading
 from collections.abc import Iterator
@@ -215,6 +217,31 @@ def keep_run_log_level(logger: logging.Logger, loglevel: int | None = None,
             handler.setLevel(max(handler.level, loglevel))
     run_level = logging.getLevelName(settings.ORCHESTRATOR_RUN_LOG_LEVEL)
     logger.setLevel(min(loglevel, run_level))
+
+
+class JsonFormatter(logging.Formatter):
+    """`LOG_FORMAT=json`: one JSON object per line (`time`, `level`, `logger`, `message`,
+    and while a worker runs a process `process_id`, `step`, `attempt`; `exception`), with
+    `RunContextFilter` on the handler."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if getattr(record, "process_id", ""):
+            entry["process_id"] = record.process_id
+            if record.step:
+                entry.update(step=record.step, attempt=record.attempt)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
 
 
 def quote(value: str) -> str:

@@ -19,6 +19,7 @@ from orchestrator.config import (
     database_settings,
     encryption_keys,
     env_bool,
+    env_choice,
     env_int,
     env_list,
     filesystem_broker_options,
@@ -287,12 +288,15 @@ ORCHESTRATOR_RUN_LOG_LEVEL = log_level("ORCHESTRATOR_RUN_LOG_LEVEL", "INFO")
 ORCHESTRATOR_RUN_LOG_MAX_LINES = env_int("ORCHESTRATOR_RUN_LOG_MAX_LINES", 2000, minimum=0)
 ORCHESTRATOR_RUN_LOG_MAX_CHARS = env_int("ORCHESTRATOR_RUN_LOG_MAX_CHARS", 8000, minimum=100)
 LOG_LEVEL = log_level("LOG_LEVEL", "INFO")
+# `plain` lines, or `json`: one object per line, for a log collector (orchestrator.runlog).
+LOG_FORMAT = env_choice("LOG_FORMAT", ("plain", "json"), "plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     # A line made while a worker runs a process says which: `process=<id> step=<name>`.
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(run)s%(message)s"}
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(run)s%(message)s"},
+        "json": {"()": "orchestrator.runlog.JsonFormatter"},
     },
     "filters": {
         # What a run logs (its steps included) is redacted of the run's secrets.
@@ -302,7 +306,7 @@ LOGGING = {
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "plain",
+            "formatter": LOG_FORMAT,
             "filters": ["redact_secrets", "run_context"],
             "level": LOG_LEVEL,
         },

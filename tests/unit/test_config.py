@@ -147,6 +147,14 @@ def test_log_levels_are_read_by_name_or_refused(monkeypatch):
         config.log_level("ORCHESTRATOR_RUN_LOG_LEVEL", "INFO")
 
 
+def test_log_format_is_plain_or_json(monkeypatch):
+    monkeypatch.setenv("LOG_FORMAT", "JSON")
+    assert config.env_choice("LOG_FORMAT", ("plain", "json"), "plain") == "json"
+    monkeypatch.setenv("LOG_FORMAT", "xml")
+    with pytest.raises(ConfigError, match="LOG_FORMAT='xml' is not one of: plain, json"):
+        config.env_choice("LOG_FORMAT", ("plain", "json"), "plain")
+
+
 def test_describe_url_host_never_shows_credentials():
     assert config.describe_url_host("postgres://user:secret@db.example.net:5432/x") == (
         "db.example.net:5432"

@@ -4,6 +4,7 @@ tagged with its step or task, redacted, bounded; worker log lines name their run
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 
@@ -13,7 +14,7 @@ from django.conf import settings
 from orchestrator import services
 from orchestrator.models import Process, ProcessLog, WorkerPing
 from orchestrator.redaction import MARK, Redactor
-from orchestrator.runlog import RunContextFilter, capturing
+from orchestrator.runlog import JsonFormatter, RunContextFilter, capturing
 from tests.helpers import run, start
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -80,20 +81,27 @@ def test_the_log_is_bounded_and_says_where_it_was_cut(synced, settings):
     assert len(lines(process)) == 6
 
 
-def test_worker_log_lines_name_their_process_and_step(synced):
-    """Structured logs: the console format of settings.LOGGING with its run context filter."""
+def worker_output(formatter: logging.Formatter, *runs: tuple[str, dict]) -> tuple[list, list]:
+    """What a handler configured as settings.LOGGING's console writes while the flows run
+    (a line logged outside any run first), and the processes."""
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.addFilter(RunContextFilter())
-    handler.setFormatter(logging.Formatter(settings.LOGGING["formatters"]["plain"]["format"]))
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     root.addHandler(handler)
     try:
         logging.getLogger("tests").info("outside any run")
-        process = run(start("flow-deploy", {"site": "lon 2"}))
+        processes = [run(start(name, page)) for name, page in runs]
     finally:
         root.removeHandler(handler)
-    output = stream.getvalue().splitlines()
+    return stream.getvalue().splitlines(), processes
+
+
+def test_worker_log_lines_name_their_process_and_step(synced):
+    """Structured logs: the console format of settings.LOGGING with its run context filter."""
+    plain = logging.Formatter(settings.LOGGING["formatters"]["plain"]["format"])
+    output, [process] = worker_output(plain, ("flow-deploy", {"site": "lon 2"}))
     assert any(line.endswith("INFO tests outside any run") for line in output), output
     pk = process.pk
     expected = [
@@ -103,6 +111,22 @@ def test_worker_log_lines_name_their_process_and_step(synced):
     ]
     for text in expected:
         assert any(line.endswith(text) for line in output), (text, output)
+
+
+def test_log_format_json_gives_one_object_per_line_with_the_run(synced):
+    output, [process, failed] = worker_output(
+        JsonFormatter(), ("flow-deploy", {"site": "lon 2"}),
+        ("wf_secret_failure", {"username": "ann", "password": "hunter2-secret"}))
+    entries = [json.loads(line) for line in output]
+    assert {"level": "INFO", "logger": "tests", "message": "outside any run"}.items() \
+        <= entries[0].items() and "process_id" not in entries[0]
+    attempt = next(entry for entry in entries if entry["message"].startswith(
+        "deploying lon 2 (attempt 2)"))
+    assert (attempt["process_id"], attempt["step"], attempt["attempt"]) == (
+        str(process.pk), "deploy-lon 2", 2)
+    warning = next(entry for entry in entries if entry.get("process_id") == str(failed.pk))
+    assert (warning["level"], warning["step"]) == ("WARNING", "Log in and fail")
+    assert warning["message"] == f"logging in as ann with {MARK}"  # redacted (console filter)
 
 
 # --- the API ---------------------------------------------------------------------------------

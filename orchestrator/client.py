@@ -397,7 +397,10 @@ class WorkflowBatch:
             yield submission.outcome
 
     def execute(self, timeout: float | None = None) -> Iterator[tuple[Any, BaseException | None]]:
-        given, waits = 0, pauses(timeout)
+        """The outcomes in order; past `timeout` seconds TimeoutError (not in a flow
+        function: its rounds never sleep, it parks, and the flow's own timeout applies)."""
+        given, in_flow = 0, flow_turn() is not None
+        waits = pauses(None if in_flow else timeout)
         while True:
             unfinished = self.step()
             for outcome in self.ready(given):
@@ -405,14 +408,16 @@ class WorkflowBatch:
                 yield outcome
             if not unfinished:
                 return
-            time.sleep(next(waits))
+            if not in_flow:
+                time.sleep(next(waits))
 
     def __iter__(self) -> Iterator[tuple[Any, BaseException | None]]:
         return self.execute()
 
     async def aexecute(self, timeout: float | None = None
                        ) -> AsyncIterator[tuple[Any, BaseException | None]]:
-        given, waits = 0, pauses(timeout)
+        given, in_flow = 0, flow_turn() is not None
+        waits = pauses(None if in_flow else timeout)
         while True:
             unfinished = await sync_to_async(self.step)()
             for outcome in self.ready(given):
@@ -420,7 +425,8 @@ class WorkflowBatch:
                 yield outcome
             if not unfinished:
                 return
-            await asyncio.sleep(next(waits))
+            if not in_flow:
+                await asyncio.sleep(next(waits))
 
     def __aiter__(self) -> AsyncIterator[tuple[Any, BaseException | None]]:
         return self.aexecute()

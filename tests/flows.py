@@ -218,9 +218,9 @@ def flow_kids(value: int = 1, fail: bool = False, hold: float = 0) -> dict:
     client = get_workflow()
     submitted = client.submit_workflow(workflow="wf_child", parameters={"value": value})
     sub = flow_child(value)
-    executed = client.execute_workflow(
+    executed = client.execute_workflow(  # no timeout inside a flow run: it parks
         workflow="wf_child", parameters={"value": value + 1, "fail": fail, "hold": hold},
-        expected_return=int)
+        expected_return=int, timeout=0.001)
     batch = client.create_batch()
     for item in (value + 2, value + 3):
         batch.add(workflow="wf_child", parameters={"value": item, "hold": hold})

@@ -42,7 +42,6 @@ from orchestrator.redaction import current_redactor
 if TYPE_CHECKING:
     from orchestrator.redaction import Redactor
 
-PRINTS_LOGGER = "orchestrator.flows.prints"
 # Celery's stand-in for stdout: prints that are not `log_prints` are not run log lines.
 IGNORED_LOGGERS = ("celery.redirected",)
 

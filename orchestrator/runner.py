@@ -405,7 +405,7 @@ class ProcessRun:
             if self.watch.step_ended():
                 return None  # failed for its time limit meanwhile, by the watching thread
             if error is not None and session.lost:
-                self.give_back(step, error)
+                self.give_back(step.name, error)
             elif error is not None:
                 self.record_failure(step, error, started)
             elif outcome is None:
@@ -550,14 +550,14 @@ class ProcessRun:
 
             enqueue_process(self.process, countdown=retry_delay(self.process.retry_count))
 
-    def give_back(self, step: Step, error: BaseException) -> None:
+    def give_back(self, step_name: str, error: BaseException) -> None:
         """The step's database session died under it (terminated, a failover, the network):
         the step is not at fault and its transaction is gone. Release the lease on a new
         session and enqueue the run again; the next claim reads where it stands (had the
         commit gone through before the session died, past this step). When the database
         cannot be reached, the lease expires and the sweep takes the run back."""
         logger.warning("the database session of %s died during step %r (%s); enqueued again",
-                       self.process.pk, step.name, type(error).__name__)
+                       self.process.pk, step_name, type(error).__name__)
         from orchestrator.services import enqueue_process
 
         try:

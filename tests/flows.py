@@ -23,6 +23,7 @@ from orchestrator.flows import (
 )
 from orchestrator.models import WorkerPing
 from orchestrator.workflows.utils import add_tags
+from tests.workflows import lose_the_session_once
 
 logger = logging.getLogger("tests.flows")
 
@@ -400,5 +401,16 @@ def flow_slow_flow() -> None:
         counted.with_options(name="tick")(0, sleep=0.1)
 
 
+@task
+def lose_the_session() -> str:
+    lose_the_session_once(run_id())
+    return "kept"
+
+
+@flow
+def flow_session_lost() -> str:
+    return lose_the_session()
+
+
 WORKFLOWS += [flow_counted_submitted_failure, flow_slow_flow, flow_kids, flow_kids_async,
-              flow_flaky_child, flow_parks, flow_on_celery]
+              flow_flaky_child, flow_parks, flow_on_celery, flow_session_lost]

@@ -304,16 +304,20 @@ def wf_overrun() -> StepList:
     return init >> overrun >> done
 
 
-@step("Lose the session")
-def lose_the_session(process_id: str) -> State:
-    """Writes its effect; on its first attempt its database session is then terminated
-    under it (as by an administrator, or a failover), which rolls the effect back."""
+def lose_the_session_once(process_id: str) -> None:
+    """Writes an effect; on the first call for the process its database session is then
+    terminated under it (as by an administrator, or a failover), which rolls it back."""
     record(f"{process_id}:session")
     first_attempt = f"/tmp/orchestrator-session-{process_id}"
     if not os.path.exists(first_attempt):
         open(first_attempt, "w").close()
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+
+
+@step("Lose the session")
+def lose_the_session(process_id: str) -> State:
+    lose_the_session_once(process_id)
     return {"session": "kept"}
 
 

@@ -59,6 +59,7 @@ from orchestrator.runner import (
     lease_expiry,
     write_step,
 )
+from orchestrator.timelimits import StepSession
 
 if TYPE_CHECKING:
     from orchestrator.flows.flows import Flow
@@ -116,6 +117,15 @@ class RunStop(BaseException):  # noqa: N818 - not an error: the turn stops here
 
 class RunInterrupted(RunStop):
     """The lease is gone (aborted, or another worker took the run over): commit nothing more."""
+
+
+class SessionLost(RunStop):
+    """The database session died under a task run (terminated, a failover): its attempt
+    rolled back with it and is no failure of the task; the run is given back."""
+
+    def __init__(self, task_run_name: str) -> None:
+        super().__init__(task_run_name)
+        self.task_run_name = task_run_name
 
 
 class Park(RunStop):
@@ -311,6 +321,7 @@ class CallRun:
         task = self.call.task
         while True:
             started = timezone.now()
+            session = StepSession()
             try:
                 if task.timeout_seconds:
                     result = self.attempt_with_timeout(started)
@@ -326,6 +337,8 @@ class CallRun:
             except RunStop:
                 raise
             except Exception as error:  # noqa: BLE001 - the task's failure is its state
+                if session.lost:
+                    raise SessionLost(self.call.run_name) from error
                 delay = self.record_failure(error, started)
                 if delay is None:
                     return self.failed(error)
@@ -751,6 +764,7 @@ class FlowTurn:
             elapsed = (timezone.now() - process.started_at).total_seconds()
             self.deadline = time.monotonic() + self.flow.timeout_seconds - max(elapsed, 0)
         token = _turn.set(self)
+        session = StepSession()  # the flow function's own, between its task runs
         try:
             try:
                 result = self.call_flow_function()
@@ -764,10 +778,15 @@ class FlowTurn:
             self.park(park)
         except RunInterrupted:
             self.interrupted()
+        except SessionLost as lost:
+            self.run.give_back(lost.task_run_name, lost.__cause__)
         except RunStop:
             raise
         except Exception as error:  # noqa: BLE001 - the flow's failure is its final state
-            self.finish_failed(error, retry=True)
+            if session.lost:
+                self.run.give_back(self.flow.name, error)
+            else:
+                self.finish_failed(error, retry=True)
         except BaseException as error:  # SystemExit, KeyboardInterrupt: the run crashed
             self.crash(describe_error(error))
             raise

@@ -49,13 +49,15 @@ def assert_each_step_once(process: Process, count: int = 20) -> None:
     assert len(names) == len(set(names)) == count
 
 
-def test_a_step_whose_database_session_dies_is_given_back_not_failed(synced, monkeypatch):
+@pytest.mark.parametrize("workflow", ["wf_session_lost", "flow-session-lost"])
+def test_a_step_whose_database_session_dies_is_given_back_not_failed(synced, monkeypatch,
+                                                                      workflow):
     """Its session terminated under it (pg_terminate_backend, as the chaos test does): the
-    step rolled back and is no fault of the process, which is released and enqueued again;
-    the next delivery runs the step, whose effect happens once."""
+    step (or a flow's task run) rolled back and is no fault of the process, which is
+    released and enqueued again; the next delivery runs it, and its effect happens once."""
     if connection.vendor != "postgresql":
         pytest.skip("terminates a PostgreSQL session")
-    process = services.start_process(workflow_name="wf_session_lost", input_pages=[])
+    process = services.start_process(workflow_name=workflow, input_pages=[{}])
     sent: list[str] = []
     monkeypatch.setattr(services, "enqueue_process",
                         lambda process, countdown=None: sent.append(str(process.pk)))

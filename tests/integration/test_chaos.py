@@ -1,9 +1,11 @@
 """Chaos (DESIGN §4.3): many processes on real workers while workers are killed with
 SIGKILL, their database connections are terminated and the broker is restarted.
 
-Every process completes, every step's database effect happens exactly once (each step of
-`wf_counted` writes one marker row keyed by process and step; the rows are counted), and a
-process whose worker died does not stay `running` on its expired lease for long.
+A third of the processes are durable flows (`flow-counted`, 20 task runs), the others step
+lists (`wf_counted`, 20 steps). Every process completes, every step's or task run's database
+effect happens exactly once (each writes one marker row keyed by process and index; the rows
+are counted), and a process whose worker died does not stay `running` on its expired lease
+for long.
 
 The short form runs in CI on PostgreSQL + Redis (60 processes of 20 steps, about a
 minute). The long form runs 300 processes with more kills: `CHAOS_LONG=1`. Run with `-s`
@@ -43,7 +45,8 @@ from tests.conftest import Worker, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-STEPS = 20  # wf_counted
+STEPS = 20  # of wf_counted, and the task runs of each flow-counted run
+FLOW_EVERY = 3  # every third process is a flow
 LEASE_SECONDS = 3
 REQUEUE_AFTER_SECONDS = 5
 SWEEP_EVERY = 1.0
@@ -312,15 +315,16 @@ class Chaos:
 
 
 def count_effects(figures: Figures, ids: list[str]) -> Counter:
-    """Notes the marker rows written more than once and those never written (each step of
-    each process writes one); returns how often each step was logged as succeeded."""
+    """Notes the marker rows written more than once and those never written (each step or
+    task run of each process writes one); returns how often each was logged as succeeded."""
     expected = {f"{pk}:{index}" for pk in ids for index in range(STEPS)}
     written = Counter(WorkerPing.objects.values_list("marker", flat=True))
     figures.duplicate_effects = {marker: n for marker, n in written.items() if n > 1}
     figures.missing_effects = len(expected - set(written))
+    work = Q(name__startswith="Step ") | (~Q(task_key="") & Q(replayed=False))
     return Counter(
-        ProcessStep.objects.filter(process__in=ids, status="success", name__startswith="Step ")
-        .values_list("process", "name")
+        ProcessStep.objects.filter(process__in=ids, status="success").filter(work)
+        .values_list("process", "name", "task_key")
     )
 
 
@@ -332,9 +336,12 @@ def test_chaos_every_process_completes_and_every_effect_happens_once(synced, wor
     plan = PLAN
     seed = int(os.environ.get("CHAOS_SEED") or random.SystemRandom().randrange(10**6))
     ids = [
+        str(services.start_process(workflow_name="flow-counted", input_pages=[
+            {"tasks": STEPS, "sleep": plan.step_sleep}]).pk)
+        if index % FLOW_EVERY == 0 else
         str(services.start_process(workflow_name="wf_counted",
                                    input_pages=[{"sleep": plan.step_sleep}]).pk)
-        for _ in range(plan.processes)
+        for index in range(plan.processes)
     ]
     chaos = Chaos(plan, broker, worker_env, ids, seed)
     try:

@@ -85,8 +85,10 @@ def describe_url_host(url: str) -> str:
     return parts.path or url.split("://", 1)[-1] or "(empty)"
 
 
-def database_settings(url: str | None) -> dict:
-    """The `DATABASES['default']` entry for `DATABASE_URL`, or an SQLite file under var/."""
+def database_settings(url: str | None, conn_max_age: int = 0) -> dict:
+    """The `DATABASES['default']` entry for `DATABASE_URL`, or an SQLite file under var/.
+    `conn_max_age` > 0 keeps a connection open for that many seconds across requests and
+    tasks, checked before each reuse (a dead one is replaced, not used)."""
     if not url:
         VAR_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
         url = f"sqlite:///{VAR_DIR / 'orchestrator.sqlite3'}"
@@ -97,7 +99,9 @@ def database_settings(url: str | None) -> dict:
             f"(use sqlite:///path or postgres://user@host:port/name)"
         )
     try:
-        config = dj_database_url.parse(url, conn_max_age=0)
+        config = dj_database_url.parse(
+            url, conn_max_age=conn_max_age, conn_health_checks=conn_max_age > 0
+        )
     except ValueError as error:
         host = describe_url_host(url)
         raise ConfigError(f"DATABASE_URL for {host} is malformed: {error}") from None

@@ -22,6 +22,7 @@ import socket
 import threading
 import time
 import traceback as traceback_module
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -286,41 +287,73 @@ def _assignments(model: type, values: dict[str, Any]) -> tuple[list[str], list[A
 
 
 def write_step(process_id: Any, owner: str, log_row: dict[str, Any],
-               values: dict[str, Any]) -> bool:
+               values: dict[str, Any], last_write: bool = False) -> bool:
     """Append the step's log row and write the process's new state, if `owner` still holds
     the lease (else LeaseLost); returns whether the engine is paused, as of this commit.
 
-    This is the per-step hot path: on PostgreSQL the INSERT, the conditional UPDATE and
-    the read of the engine switch travel as one statement (a data-modifying CTE), so a
-    step costs the same round trips as a bare INSERT + COMMIT. Elsewhere (SQLite, where a
-    statement is a function call) they are two statements.
+    This is the per-step hot path: on PostgreSQL the conditional UPDATE, the INSERT (made
+    only when the UPDATE found the lease) and the read of the engine switch travel as one
+    statement (a data-modifying CTE). With `last_write` (nothing else writes in the step's
+    transaction after it) that statement may be the whole transaction (`alone_in_transaction`):
+    one round trip per step. Elsewhere (SQLite, where a statement is a function call) they
+    are two statements.
     """
     quote = connection.ops.quote_name
     log_columns, log_params = _assignments(ProcessStep, log_row)
     set_columns, set_params = _assignments(Process, values)
+    pk = Process._meta.pk.get_db_prep_value(process_id, connection)
+    paused = f"(SELECT paused FROM {quote(EngineSettings._meta.db_table)} WHERE id = 1)"  # noqa: S608
     # Only model metadata (quoted names) is formatted in; every value is a parameter.
-    insert = (
-        f"INSERT INTO {quote(ProcessStep._meta.db_table)} ({', '.join(log_columns)}) "  # noqa: S608
-        f"VALUES ({', '.join(['%s'] * len(log_columns))})"
-    )
     update = (
         f"UPDATE {quote(Process._meta.db_table)} "  # noqa: S608
         f"SET {', '.join(f'{column} = %s' for column in set_columns)} "
-        f"WHERE id = %s AND lease_owner = %s "
-        f"RETURNING (SELECT paused FROM {quote(EngineSettings._meta.db_table)} WHERE id = 1)"
+        f"WHERE id = %s AND lease_owner = %s"
     )
-    pk = Process._meta.pk.get_db_prep_value(process_id, connection)
+    into = f"INSERT INTO {quote(ProcessStep._meta.db_table)} ({', '.join(log_columns)})"
+    values_sql = ", ".join(["%s"] * len(log_columns))
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute(f"WITH step AS ({insert}) {update}",
-                           [*log_params, *set_params, pk, owner])
+            with alone_in_transaction(last_write):
+                cursor.execute(
+                    f"WITH moved AS ({update} RETURNING id), "  # noqa: S608
+                    f"step AS ({into} SELECT {values_sql} FROM moved) "
+                    f"SELECT {paused} FROM moved",
+                    [*set_params, pk, owner, *log_params],
+                )
         else:
-            cursor.execute(insert, log_params)
-            cursor.execute(update, [*set_params, pk, owner])
+            cursor.execute(f"{into} VALUES ({values_sql})", log_params)
+            cursor.execute(f"{update} RETURNING {paused}", [*set_params, pk, owner])
         row = cursor.fetchone()
     if row is None:
         raise LeaseLost(str(process_id))
     return bool(row[0])
+
+
+@contextlib.contextmanager
+def alone_in_transaction(last_write: bool) -> Iterator[None]:
+    """On PostgreSQL, when the step's transaction (the outermost atomic block) has sent
+    nothing yet (its code ran no SQL) and the statement inside this block is its last
+    write, that statement is the whole transaction: PostgreSQL runs a lone statement as a
+    transaction of its own, committed in the same round trip (instead of BEGIN, the
+    statement and COMMIT in three). It writes nothing unless it holds the lease, so it
+    commits only what a step's commit would. The atomic block's COMMIT then finds
+    nothing left to commit."""
+    raw = connection.connection
+    info = getattr(raw, "info", None)  # psycopg 3
+    if last_write and info is not None and len(connection.atomic_blocks) == 1:
+        from psycopg.pq import TransactionStatus
+
+        alone = info.transaction_status == TransactionStatus.IDLE
+    else:
+        alone = False
+    if not alone:
+        yield
+        return
+    raw.autocommit = True
+    try:
+        yield
+    finally:
+        raw.autocommit = False
 
 
 def make_room_for_other_writers(step_seconds: float) -> None:
@@ -358,7 +391,7 @@ class ProcessRun:
             self.process.planned_steps = steps.names
             self.replanned = True
         self.process.position = position
-        paused = selectors.engine_is_paused()
+        paused = False  # execute_run asked just before it claimed the run
         while True:
             if paused:
                 self.park()
@@ -515,7 +548,11 @@ class ProcessRun:
         if self.replanned:
             values["planned_steps"] = self.process.planned_steps
             self.replanned = False
-        outcome.engine_paused = write_step(self.process.pk, self.owner, log_row, values)
+        # A stopping step's extensions still write in its transaction (process_stopped).
+        last_write = outcome.process_status not in extensions.STOPPED_STATUSES
+        outcome.engine_paused = write_step(
+            self.process.pk, self.owner, log_row, values, last_write=last_write
+        )
         self.process.state = outcome.state
         self.process.position = self.stored_position = outcome.position
         self.process.status = outcome.process_status

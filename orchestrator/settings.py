@@ -94,7 +94,12 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": database_settings(os.environ.get("DATABASE_URL"))}
+# A worker reuses its connection from task to task (a new PostgreSQL session per task cost
+# more than the steps of a short run); DATABASE_CONN_MAX_AGE=0 closes it after each one.
+DATABASES = {"default": database_settings(
+    os.environ.get("DATABASE_URL"),
+    conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
+)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [

@@ -38,11 +38,11 @@ import django  # noqa: E402
 
 django.setup()
 
-import psycopg  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 
+from bench.baselines import psycopg_commit_ms_per_row  # noqa: E402
 from bench.flows import TASK_COUNT  # noqa: E402
 from orchestrator import services  # noqa: E402
 from orchestrator.models import Process, ProcessStep, WorkerPing  # noqa: E402
@@ -69,27 +69,6 @@ def flow_ms_per_task(name: str) -> float:
     rows = ProcessStep.objects.filter(process=process)
     start, done = rows.get(name="Start"), rows.get(name="Done")
     return (done.completed_at - start.completed_at).total_seconds() * 1000 / TASK_COUNT
-
-
-def raw_commit_ms_per_row() -> float:
-    """INSERT + COMMIT through psycopg, on a connection of its own (what a task run is
-    measured against: one committed row)."""
-    params = connection.settings_dict
-    with psycopg.connect(
-        host=params["HOST"] or "127.0.0.1", port=params["PORT"] or 5432,
-        user=params["USER"], password=params["PASSWORD"] or None, dbname=params["NAME"],
-    ) as raw:
-        start = time.perf_counter()
-        for index in range(TASK_COUNT):
-            raw.execute(
-                "INSERT INTO orchestrator_workerping (marker, created_at) VALUES (%s, now())",
-                (f"raw:{index}",),
-            )
-            raw.commit()
-        elapsed = time.perf_counter() - start
-        raw.execute("DELETE FROM orchestrator_workerping WHERE marker LIKE 'raw:%%'")
-        raw.commit()
-    return elapsed * 1000 / TASK_COUNT
 
 
 def statements_per_task() -> float:
@@ -121,7 +100,7 @@ def main() -> None:
         flow_ms_per_task("bench-submitted-tasks")
         sequential, submitted, writing, logging_, raw = [], [], [], [], []
         for _ in range(RUNS):  # interleaved, so a noisy neighbour hits them all alike
-            raw.append(raw_commit_ms_per_row())
+            raw.append(psycopg_commit_ms_per_row(TASK_COUNT))
             sequential.append(flow_ms_per_task("bench-sequential-tasks"))
             submitted.append(flow_ms_per_task("bench-submitted-tasks"))
             writing.append(flow_ms_per_task("bench-writing-tasks"))

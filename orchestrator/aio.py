@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from asgiref.sync import async_to_sync, sync_to_async
@@ -48,13 +49,14 @@ async def _await(awaitable: Any) -> Any:
 
 def run_sync(awaitable: Any) -> Any:
     """Run a coroutine to its end from sync code. Through asgiref, so the ORM calls it makes
-    with `sync_to_async` run back on this thread (its connection, its transaction). Where
-    this thread has an event loop marked running by someone else (a sync library driving
-    one), asgiref refuses: the coroutine then runs from a helper thread."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return async_to_sync(_await)(awaitable)
+    with `sync_to_async` run back on this thread (its connection, its transaction). A loop
+    merely marked running in this thread by a sync library (Playwright's sync API leaves one
+    so) is set aside for the call: nothing drives it meanwhile, and asgiref would refuse it.
+    Only from inside a coroutine (this thread's loop busy with us) does the coroutine run
+    from a helper thread."""
+    if not in_event_loop():
+        with loop_set_aside():
+            return async_to_sync(_await)(awaitable)
 
     def from_helper() -> Any:
         try:
@@ -63,6 +65,20 @@ def run_sync(awaitable: Any) -> Any:
             connection.close()
 
     return start_thread(from_helper, "orchestrator-async").result()
+
+
+@contextlib.contextmanager
+def loop_set_aside() -> Iterator[None]:
+    """This thread without its idle running loop for the block, then with it again."""
+    idle = asyncio._get_running_loop()
+    if idle is None:
+        yield
+        return
+    asyncio._set_running_loop(None)
+    try:
+        yield
+    finally:
+        asyncio._set_running_loop(idle)
 
 
 def start_thread(fn: Callable[[], T], name: str) -> concurrent.futures.Future:

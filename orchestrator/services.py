@@ -431,6 +431,7 @@ def start_processes(*, runs: list[BatchRun], user=None) -> list[tuple[Process, b
     workflows: dict[str, tuple[Workflow, Any]] = {}
     checked: list[CheckedStart] = []
     invalid: dict[str, dict[str, Any]] = {}
+    keys: dict[str, int] = {}
     for index, run in enumerate(runs):
         try:
             checked.append(check_start(run.request, user, workflows))
@@ -438,6 +439,10 @@ def start_processes(*, runs: list[BatchRun], user=None) -> list[tuple[Process, b
             invalid[str(index)] = {**error.field_errors, "detail": error.message}
         except (OrchestratorError, PermissionDenied) as error:
             raise for_run(index, error) from None
+        first = keys.setdefault(run.idempotency_key, index) if run.idempotency_key else index
+        if first != index:  # one key, one run: a second run with it could never be told apart
+            message = f"runs[{first}] has the same idempotency key"
+            invalid.setdefault(str(index), {"idempotency_key": [message], "detail": message})
     if invalid:
         first = next(iter(invalid))
         raise FormInvalid(

@@ -152,3 +152,14 @@ def test_a_cancelled_run_keeps_no_key(operator, api):
     response = post_batch(api(operator), [hold, {**hold, "idempotency_key": "k"}])
     assert response.json()["runs"][1]["status"] == ProcessStatus.CANCELLED
     assert not IdempotencyKey.objects.exists()
+
+
+def test_one_idempotency_key_twice_in_a_batch_is_a_400_naming_the_second(operator, api):
+    runs = [{**COUNTED, "idempotency_key": "a"}, COUNTED, {**COUNTED, "idempotency_key": "a"}]
+    response = post_batch(api(operator), runs)
+    assert response.status_code == 400, response.content
+    assert response.json()["runs"] == {"2": {
+        "idempotency_key": ["runs[0] has the same idempotency key"],
+        "detail": "runs[0] has the same idempotency key",
+    }}
+    assert not Process.objects.exists() and not IdempotencyKey.objects.exists()

@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import kombu.pools
 import pytest
 import redis
 from django.db import connection
@@ -124,6 +125,7 @@ def publish_to(url: str | None) -> None:
     CELERY_BROKER_URL)."""
     if app._pool is not None:
         app._pool.force_close_all()
+    kombu.pools.reset()  # else kombu's global producer pool of the URL stays closed
     app.conf.broker_write_url = url
     app._pool = None
     app.amqp._producer_pool = None

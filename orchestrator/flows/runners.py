@@ -187,6 +187,10 @@ class Sent:
     call: TaskCall
     payload: dict[str, Any]
     sent_at: float
+    # Seconds without a final row before looking whether anybody runs it: from
+    # ORCHESTRATOR_REQUEUE_AFTER_SECONDS, doubled at each look (a long queue of messages
+    # is not flooded with copies).
+    patience: float = 0.0
 
 
 class CeleryTaskRuns:
@@ -280,9 +284,11 @@ class CeleryTaskRuns:
                 self.resolve(key, item, Completed(turn.decode(item.call, state.get("result"))))
             else:
                 self.resolve(key, item, Failed(rebuilt_error(state.get("error", ""))))
-        stale = time.monotonic() - settings.ORCHESTRATOR_REQUEUE_AFTER_SECONDS
+        now = time.monotonic()
         for key, item in sent.items():
-            if key not in rows and item.sent_at < stale:
+            patience = item.patience or settings.ORCHESTRATOR_REQUEUE_AFTER_SECONDS
+            if key not in rows and now - item.sent_at > patience:
+                item.patience = patience * 2
                 self.send_again(item)
         return bool(rows)
 

@@ -65,9 +65,9 @@ def numbered_step(index: int):
 STEPS = [numbered_step(index) for index in range(200)]
 
 
-def counted_steps(count: int) -> StepList:
+def counted_steps(count: int, items: list | None = None) -> StepList:
     steps = begin >> init
-    for item in STEPS[:count]:
+    for item in (STEPS if items is None else items)[:count]:
         steps = steps >> item
     return steps >> done
 
@@ -75,6 +75,24 @@ def counted_steps(count: int) -> StepList:
 @workflow("Twenty counted steps", initial_input_form=CountForm)
 def wf_counted() -> StepList:
     return counted_steps(20)
+
+
+def quiet_step(index: int):
+    @step(f"Quiet {index}")
+    def run(sleep: float | None = None) -> None:
+        """Runs no SQL: its commit is the engine's one statement (alone_in_transaction)."""
+        if sleep:
+            time.sleep(sleep)
+
+    return run
+
+
+QUIET_STEPS = [quiet_step(index) for index in range(20)]
+
+
+@workflow("Twenty steps that run no SQL", initial_input_form=CountForm)
+def wf_quiet() -> StepList:
+    return counted_steps(20, QUIET_STEPS)
 
 
 @workflow("A hundred no-op steps")
@@ -399,6 +417,7 @@ WORKFLOWS = [
     _test(name)
     for name in (
         "wf_counted",
+        "wf_quiet",
         "wf_hundred",
         "wf_retry",
         "wf_retry_unreachable",

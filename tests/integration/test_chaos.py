@@ -1,11 +1,13 @@
 """Chaos (DESIGN §4.3): many processes on real workers while workers are killed with
 SIGKILL, their database connections are terminated and the broker is restarted.
 
-A third of the processes are durable flows (`flow-counted`, 20 task runs), the others step
-lists (`wf_counted`, 20 steps). Every process completes, every step's or task run's database
-effect happens exactly once (each writes one marker row keyed by process and index; the rows
-are counted), and a process whose worker died does not stay `running` on its expired lease
-for long.
+The processes are, by thirds, step lists whose steps write (`wf_counted`), durable flows
+whose task runs write (`flow-counted`), and step lists whose steps run no SQL (`wf_quiet`,
+the engine's one-statement commit), 20 steps or task runs each. Every process completes,
+every step's or task run's database effect happens exactly once (each writes one marker row
+keyed by process and index; the rows are counted), every step or task run is logged as
+succeeded once, and a process whose worker died does not stay `running` on its expired
+lease for long.
 
 The short form runs in CI on PostgreSQL + Redis (60 processes of 20 steps, about a
 minute). The long form runs 300 processes with more kills: `CHAOS_LONG=1`. Run with `-s`
@@ -46,8 +48,8 @@ from tests.conftest import Worker, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-STEPS = 20  # of wf_counted, and the task runs of each flow-counted run
-FLOW_EVERY = 3  # every third process is a flow
+STEPS = 20  # of wf_counted and wf_quiet, and the task runs of each flow-counted run
+KINDS = ("wf_counted", "flow-counted", "wf_quiet")  # in turn; the last one writes no effect
 LEASE_SECONDS = 3
 REQUEUE_AFTER_SECONDS = 5
 SWEEP_EVERY = 1.0
@@ -318,12 +320,15 @@ class Chaos:
 
 def count_effects(figures: Figures, ids: list[str]) -> Counter:
     """Notes the marker rows written more than once and those never written (each step or
-    task run of each process writes one); returns how often each was logged as succeeded."""
-    expected = {f"{pk}:{index}" for pk in ids for index in range(STEPS)}
+    task run of wf_counted and flow-counted writes one); returns how often each step or task
+    run was logged as succeeded."""
+    writers = [pk for index, pk in enumerate(ids) if KINDS[index % len(KINDS)] != "wf_quiet"]
+    expected = {f"{pk}:{index}" for pk in writers for index in range(STEPS)}
     written = Counter(WorkerPing.objects.values_list("marker", flat=True))
     figures.duplicate_effects = {marker: n for marker, n in written.items() if n > 1}
     figures.missing_effects = len(expected - set(written))
-    work = Q(name__startswith="Step ") | (~Q(task_key="") & Q(replayed=False))
+    work = (Q(name__startswith="Step ") | Q(name__startswith="Quiet ")
+            | (~Q(task_key="") & Q(replayed=False)))
     return Counter(
         ProcessStep.objects.filter(process__in=ids, status="success").filter(work)
         .values_list("process", "name", "task_key")
@@ -337,13 +342,11 @@ def test_chaos_every_process_completes_and_every_effect_happens_once(synced, wor
         pytest.skip("terminating the workers' connections needs PostgreSQL")
     plan = PLAN
     seed = int(os.environ.get("CHAOS_SEED") or random.SystemRandom().randrange(10**6))
+    pages = {"flow-counted": {"tasks": STEPS, "sleep": plan.step_sleep}}
     ids = [
-        str(services.start_process(workflow_name="flow-counted", input_pages=[
-            {"tasks": STEPS, "sleep": plan.step_sleep}]).pk)
-        if index % FLOW_EVERY == 0 else
-        str(services.start_process(workflow_name="wf_counted",
-                                   input_pages=[{"sleep": plan.step_sleep}]).pk)
-        for index in range(plan.processes)
+        str(services.start_process(workflow_name=kind, input_pages=[
+            pages.get(kind, {"sleep": plan.step_sleep})]).pk)
+        for kind in (KINDS[index % len(KINDS)] for index in range(plan.processes))
     ]
     chaos = Chaos(plan, broker, worker_env, ids, seed)
     try:

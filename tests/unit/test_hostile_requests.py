@@ -125,3 +125,12 @@ def test_a_posted_form_field_with_nul_is_a_400(superuser_client, path, data):
     assert response.status_code == 400, (path, response.status_code)
     assert not Process.objects.exists()
     assert not EngineSettings.objects.filter(paused=True).exists()
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/login/", "/", "/api/workflows/"])
+def test_a_host_not_allowed_is_a_400_not_a_500(path):
+    """A Host header outside ALLOWED_HOSTS (a probe or scanner by IP address) fails before the
+    authentication middleware: its error page is rendered without a user."""
+    response = Client(raise_request_exception=False).get(path, HTTP_HOST="10.0.0.9")
+    assert response.status_code == 400
+    assert b"<h1>Bad request</h1>" in response.content

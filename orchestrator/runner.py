@@ -70,6 +70,11 @@ def new_lease_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{token_generator.token_hex(4)}"
 
 
+def renewal_interval() -> float:
+    """How often a run's lease is renewed: every third of it."""
+    return max(settings.ORCHESTRATOR_LEASE_SECONDS / 3, 0.5)
+
+
 def lease_expiry() -> datetime.datetime:
     return timezone.now() + datetime.timedelta(seconds=settings.ORCHESTRATOR_LEASE_SECONDS)
 
@@ -207,7 +212,7 @@ class RunWatch:
 def watch(run_watch: RunWatch) -> bool:
     """Until the run is closed: renew its lease every third of it and fail a step that
     passes its time limit. True when a step was given up (see orchestrator.timelimits)."""
-    interval = max(settings.ORCHESTRATOR_LEASE_SECONDS / 3, 0.5)
+    interval = renewal_interval()
     renew_at = time.monotonic() + interval
     judged: WatchedStep | None = None
     while True:
@@ -374,6 +379,7 @@ class ProcessRun:
         self.secrets = decrypt_json(process.secrets)
         self.redact = Redactor(self.secrets)
         self.replanned = False
+        self.renew_lease_at = time.monotonic() + renewal_interval()  # claimed just now
 
     def run(self) -> None:
         definition = registry.get_definition(self.process.workflow.name)
@@ -543,8 +549,12 @@ class ProcessRun:
             values.update(lease_owner="", lease_expires_at=None)
             if outcome.process_status in (ProcessStatus.COMPLETED, ProcessStatus.ABORTED):
                 values["finished_at"] = now
-        else:
+        elif time.monotonic() >= self.renew_lease_at:
+            # Renewed when a third of it has passed (the watching thread does the same
+            # between steps), not by every step: a step that leaves every indexed column
+            # as it was is a HOT update, no new entry in any of the process's indexes.
             values["lease_expires_at"] = lease_expiry()
+            self.renew_lease_at = time.monotonic() + renewal_interval()
         if self.replanned:
             values["planned_steps"] = self.process.planned_steps
             self.replanned = False

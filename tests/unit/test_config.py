@@ -30,7 +30,9 @@ def run_manage(
     environment = {
         key: value
         for key, value in os.environ.items()
-        if key not in ("DATABASE_URL", "CELERY_BROKER_URL", "DEBUG", "SECRET_KEY")
+        # DJANGO_ALLOW_ASYNC_UNSAFE: the browser tests' (check --deploy refuses it, async.E001)
+        if key not in ("DATABASE_URL", "CELERY_BROKER_URL", "DEBUG", "SECRET_KEY",
+                       "DJANGO_ALLOW_ASYNC_UNSAFE")
     }
     environment.update(
         DJANGO_SETTINGS_MODULE="orchestrator.settings",

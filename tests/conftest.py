@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from django.db import connections
 from rest_framework.test import APIClient
 
 from tests.factories import user_with_role
@@ -95,6 +96,14 @@ def create_box(box_product):
         return Subscription.objects.get(pk=process.state["subscription_id"])
 
     return create
+
+
+# Tests of runs overlapping in time: on SQLite (one writer, held by a step for its whole
+# transaction) steps of different runs take turns, as docs/deploying.md says.
+needs_concurrent_writers = pytest.mark.skipif(
+    connections["default"].vendor != "postgresql",
+    reason="SQLite has one writer: steps of different runs take turns instead of overlapping",
+)
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 60, interval: float = 0.1):

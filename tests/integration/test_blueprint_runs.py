@@ -12,7 +12,7 @@ from blueprints import services
 from blueprints.models import Execution
 from orchestrator.models import Process, WorkerPing
 from tests.blueprint_helpers import make_blueprint, make_template, steps_of
-from tests.conftest import wait_for
+from tests.conftest import needs_concurrent_writers, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -33,6 +33,7 @@ def runs_of(name: str) -> int:
     return WorkerPing.objects.filter(marker__startswith=f"res:{name}:").count()
 
 
+@needs_concurrent_writers
 def test_siblings_run_at_the_same_time_and_get_the_upstream_outputs(res_product, start_worker):
     """EKS and RDS (here app and db) overlap and receive the VPC's (net's) outputs; an
     override beats the wired value, which beats the default."""
@@ -63,6 +64,7 @@ def test_siblings_run_at_the_same_time_and_get_the_upstream_outputs(res_product,
     assert all(step.process.parent_id == execution.run_id for step in steps.values())
 
 
+@needs_concurrent_writers
 def test_a_step_that_does_not_need_a_slow_sibling_starts_before_it_finishes(
     res_product, start_worker
 ):

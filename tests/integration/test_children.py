@@ -9,7 +9,7 @@ from django.db.models import Max, Min
 
 from orchestrator import services
 from orchestrator.models import Process, ProcessStep
-from tests.conftest import wait_for
+from tests.conftest import needs_concurrent_writers, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -50,6 +50,7 @@ def test_a_worker_with_one_thread_finishes_a_step_that_waits_for_children(synced
     assert [result for result, _ in parent.state["result"]] == [2, 4, 6, 8]
 
 
+@needs_concurrent_writers
 def test_batch_children_run_concurrently_on_the_workers(synced, start_worker):
     start_worker(pool="threads", concurrency=4)
     start_worker(pool="threads", concurrency=4)

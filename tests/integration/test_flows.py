@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from orchestrator import services
 from orchestrator.models import Process, ProcessStep, WorkerPing
-from tests.conftest import wait_for
+from tests.conftest import needs_concurrent_writers, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 LEASE = "2"
@@ -129,6 +129,7 @@ def test_submitted_tasks_and_sub_flows_on_a_worker(synced, start_worker):
     assert all(child.status == "completed" for child in children)
 
 
+@needs_concurrent_writers
 def test_aborting_a_running_flow_runs_its_cancellation_hook_once(synced, start_worker):
     start_worker(pool="threads", concurrency=2)
     process = services.start_process(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.db import connection
@@ -60,3 +62,15 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def fixed(process: Process) -> Iterator[None]:
+    """The test workflows' "fixed" marker for a run that fails on purpose: inside the block its
+    failing step or task succeeds (resume it there)."""
+    marker = f"/tmp/orchestrator-fix-{process.pk}"
+    open(marker, "w").close()
+    try:
+        yield
+    finally:
+        os.remove(marker)

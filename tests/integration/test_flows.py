@@ -4,7 +4,6 @@ themselves (as celery-beat would)."""
 
 from __future__ import annotations
 
-import os
 import random
 import time
 
@@ -14,6 +13,7 @@ from django.utils import timezone
 from orchestrator import services
 from orchestrator.models import Process, ProcessStep, WorkerPing
 from tests.conftest import needs_concurrent_writers, wait_for
+from tests.helpers import fixed
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 LEASE = "2"
@@ -105,12 +105,9 @@ def test_a_flow_retried_after_a_failure_runs_each_task_body_once(synced, start_w
     wait_for(lambda: status_of(process) == "failed")
     process.refresh_from_db()
     assert "task 6 fails on purpose" in process.failed_reason
-    open(f"/tmp/orchestrator-fix-{process.pk}", "w").close()
-    try:
+    with fixed(process):
         services.resume_process(process=process)
         wait_for(lambda: status_of(process) == "completed")
-    finally:
-        os.remove(f"/tmp/orchestrator-fix-{process.pk}")
     assert_each_task_body_once(process)
     replayed = ProcessStep.objects.filter(process=process, replayed=True)
     assert sorted(replayed.values_list("task_key", flat=True)) == sorted(
@@ -228,12 +225,9 @@ def test_a_flow_on_the_celery_runner_retried_after_a_failure_runs_each_body_once
     wait_for(lambda: status_of(process) == "failed", timeout=60)
     process.refresh_from_db()
     assert "RuntimeError: task 6 fails on purpose" in process.failed_reason
-    open(f"/tmp/orchestrator-fix-{process.pk}", "w").close()
-    try:
+    with fixed(process):
         services.resume_process(process=process)
         wait_for(lambda: status_of(process) == "completed", timeout=60)
-    finally:
-        os.remove(f"/tmp/orchestrator-fix-{process.pk}")
     assert_each_task_body_once(process)
     replayed = set(ProcessStep.objects.filter(process=process, replayed=True).values_list(
         "task_key", flat=True))  # 7 to 9 too if they ended before the flow failed

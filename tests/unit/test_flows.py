@@ -18,7 +18,7 @@ from orchestrator.flows import Flow, flow, task
 from orchestrator.flows.children import WakeParentFlows
 from orchestrator.models import Process, ProcessStep, WorkerPing
 from tests import flows as test_flows
-from tests.helpers import run, start
+from tests.helpers import fixed, run, start
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -63,12 +63,9 @@ def test_a_flow_re_run_after_a_failure_replays_completed_tasks(synced):
     assert process.status == "failed"
     assert "task 5 fails on purpose" in process.failed_reason
     assert task_rows(process, status="failed").get().task_key == "counted#5"
-    open(f"/tmp/orchestrator-fix-{process.pk}", "w").close()
-    try:
+    with fixed(process):
         services.resume_process(process=process)
         process = run(process)
-    finally:
-        os.remove(f"/tmp/orchestrator-fix-{process.pk}")
     assert process.status == "completed", process.failed_reason
     assert markers(f"{process.pk}:") == sorted(f"{process.pk}:{index}" for index in range(8))
     replayed = task_rows(process, replayed=True).values_list("task_key", flat=True)

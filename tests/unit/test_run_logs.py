@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 
 import pytest
 from django.conf import settings
@@ -15,7 +14,7 @@ from orchestrator import services
 from orchestrator.models import Process, ProcessLog, WorkerPing
 from orchestrator.redaction import MARK, Redactor
 from orchestrator.runlog import JsonFormatter, RunContextFilter, capturing
-from tests.helpers import run, start
+from tests.helpers import fixed, run, start
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -195,12 +194,9 @@ def test_the_process_page_shows_a_flow_s_task_runs_children_and_log(viewer, clie
 def test_the_page_marks_replayed_task_runs_and_cache_hits(viewer, client):
     process = run(start("flow-counted", {"tasks": 2, "fail_at": 1}))
     assert process.status == "failed"
-    open(f"/tmp/orchestrator-fix-{process.pk}", "w").close()
-    try:
+    with fixed(process):
         services.resume_process(process=process)
         process = run(process)
-    finally:
-        os.remove(f"/tmp/orchestrator-fix-{process.pk}")
     assert process.status == "completed", process.failed_reason
     run(start("flow-cached", {"value": 77}))
     cached = run(start("flow-cached", {"value": 77}))

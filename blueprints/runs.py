@@ -18,6 +18,7 @@ the other way and locks in descending order; it never runs beside an execution.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +34,7 @@ from blueprints.models import (
     StepStatus,
     TeardownStatus,
 )
-from blueprints.plan import Resolved, missing_required, resolve_variables
+from blueprints.plan import Resolved, Wire, missing_required, resolve_variables
 from blueprints.selectors import template_spec_from, wires_from_snapshot
 from orchestrator import services as engine
 from orchestrator.crypto import decrypt_json
@@ -75,6 +76,15 @@ def upstream_facts(execution_id: Any, steps: list[ExecutionStep]) -> Facts:
                 "template_id", "status", "outputs", "template_snapshot__name", "resource_id")}
 
 
+@functools.lru_cache(maxsize=64)
+def execution_wires(execution_id: Any) -> tuple[Wire, ...]:
+    """An execution's wiring, read once per worker: the snapshot taken when the execution
+    was created never changes, and a big blueprint's is the largest thing a step start
+    would otherwise read and parse again."""
+    snapshot = Execution.objects.filter(pk=execution_id).values_list("wiring_snapshot", flat=True)
+    return tuple(wires_from_snapshot(snapshot.get()))
+
+
 def runtime_variables(
     execution: Execution, step: ExecutionStep, facts: Facts
 ) -> dict[str, Resolved]:
@@ -88,7 +98,7 @@ def runtime_variables(
     return resolve_variables(
         template_spec_from(step.template_snapshot, step.template_id),
         overrides=overrides,
-        wires=wires_from_snapshot(execution.wiring_snapshot),
+        wires=execution_wires(execution.pk),
         outputs={template_id: fact.outputs if fact.status == StepStatus.DONE else None
                  for template_id, fact in facts.items()},
         blueprint_defaults=step.template_snapshot.get("blueprint_defaults", {}),
@@ -220,7 +230,7 @@ def settle(execution_id: Any) -> None:
     open_statuses = set(
         ExecutionStep.objects.filter(execution_id=execution_id,
                                      status__in=(StepStatus.PENDING, StepStatus.ERROR))
-        .values_list("status", flat=True).distinct()
+        .order_by().values_list("status", flat=True).distinct()
     )
     if open_statuses == {StepStatus.PENDING}:
         return
@@ -259,13 +269,10 @@ def resource_of(step: ExecutionStep, process: Process) -> Subscription | None:
     return process.subscriptions.filter(pk=subscription_id).first() if subscription_id else None
 
 
-def step_stopped(process: Process, status: str) -> None:
-    """A step's child process stopped: record it, start what it made ready, settle."""
-    step = ExecutionStep.objects.select_for_update().filter(
-        process=process, status=StepStatus.IN_PROGRESS
-    ).first()
-    if step is None:
-        return  # not (or no longer) a running step's process
+def step_stopped(step: ExecutionStep, status: str) -> None:
+    """A step's child process stopped (`step` locked, its process read in this transaction):
+    record it, start what it made ready, settle."""
+    process = step.process
     now = timezone.now()
     if status == ProcessStatus.COMPLETED:
         outputs, missing = outputs_of(step, process)
@@ -283,12 +290,14 @@ def step_stopped(process: Process, status: str) -> None:
         step.error_message = f"{process.workflow.name} {status}: {reason}"[:MAX_ERROR]
     step.completed_at = now
     step.save(update_fields=["outputs", "resource", "status", "error_message", "completed_at"])
-    execution = Execution.objects.select_related("blueprint").get(pk=step.execution_id)
+    execution = (Execution.objects.select_related("blueprint").defer("wiring_snapshot")
+                 .get(pk=step.execution_id))
     if step.status == StepStatus.DONE and execution.status == ExecutionStatus.IN_PROGRESS:
         downstream = pending_downstream(execution.pk, step.template_id)
         if downstream:
+            # The run is only the children's parent here: its key, not its whole row.
             start_steps(execution, upstream_facts(execution.pk, downstream), downstream,
-                        execution.run)
+                        Process(pk=execution.run_id) if execution.run_id else None)
     settle(execution.pk)
 
 
@@ -373,10 +382,8 @@ def terminate_ready(execution: Execution, steps: list[ExecutionStep],
     return started
 
 
-def teardown_step_stopped(process: Process, status: str) -> None:
-    step = ExecutionStep.objects.select_for_update().filter(teardown_process=process).first()
-    if step is None:
-        return
+def teardown_step_stopped(step: ExecutionStep, process: Process, status: str) -> None:
+    """A resource's terminate process stopped (`step` locked): terminate what it freed."""
     execution = Execution.objects.select_related("blueprint", "teardown_run").get(
         pk=step.execution_id
     )
@@ -414,18 +421,21 @@ def settle_teardown(execution_id: Any) -> None:
 
 
 def process_stopped(process: Process, status: str) -> None:
-    """The blueprints extension's hook: only child processes can be blueprint steps. The
-    process is read again: inside this transaction the row holds its final state, status
-    and reason, whatever the caller's copy holds."""
+    """The blueprints extension's hook: only child processes can be blueprint steps. One
+    statement finds and locks the step (or tear-down step) the process ran, with the process
+    as this transaction sees it: its final state, status and reason, whatever the caller's
+    copy holds."""
     if process.parent_id is None:
         return
-    row = ExecutionStep.objects.filter(
-        Q(process=process) | Q(teardown_process=process)
-    ).values_list("process_id", "teardown_process_id").first()
-    if row is None:
+    step = (
+        ExecutionStep.objects.select_for_update(of=("self",))
+        .select_related("process__workflow")
+        .filter(Q(process=process, status=StepStatus.IN_PROGRESS) | Q(teardown_process=process))
+        .first()
+    )
+    if step is None:
         return
-    process = Process.objects.select_related("workflow").get(pk=process.pk)
-    if row[0] == process.pk:
-        step_stopped(process, status)
-    if row[1] == process.pk:
-        teardown_step_stopped(process, status)
+    if step.process_id == process.pk and step.status == StepStatus.IN_PROGRESS:
+        step_stopped(step, status)
+    if step.teardown_process_id == process.pk:
+        teardown_step_stopped(step, Process.objects.get(pk=process.pk), status)

@@ -30,6 +30,7 @@ from django.views.decorators.http import require_POST, require_safe
 from django_celery_beat.models import PeriodicTask
 from guardian.shortcuts import get_objects_for_user
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from rest_framework.exceptions import AuthenticationFailed
 
 from orchestrator import (
     concurrency,
@@ -63,6 +64,7 @@ from orchestrator.models import (
 from orchestrator.permissions import user_may
 from orchestrator.redaction import Redactor, redacting, redactor_for
 from orchestrator.runner import StepsGone
+from orchestrator.tokens import ApiTokenAuthentication
 
 logger = logging.getLogger(__name__)
 
@@ -101,23 +103,32 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 def metrics_refusal(request: HttpRequest) -> JsonResponse | None:
     """None when the request may read /metrics: the bearer token of
-    ORCHESTRATOR_METRICS_TOKEN, or a logged-in user with orchestrator.view_metrics."""
+    ORCHESTRATOR_METRICS_TOKEN, or a user with orchestrator.view_metrics, logged in or
+    sending an API token (`Authorization: Token <key>`, as the REST API takes it)."""
     scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
     expected = settings.ORCHESTRATOR_METRICS_TOKEN
+    user = request.user
     if scheme.lower() == "bearer":
         if expected and hmac.compare_digest(credentials.strip().encode(), expected.encode()):
             return None
-        refusal = JsonResponse({"detail": "Invalid metrics token."}, status=401)
-    elif request.user.is_authenticated:
-        if user_may(request.user, "orchestrator.view_metrics"):
-            return None
-        return JsonResponse(
-            {"detail": "You do not have the permission 'orchestrator.view_metrics' for this."},
-            status=403,
-        )
-    else:
-        refusal = JsonResponse({"detail": "Authentication credentials were not provided."},
-                               status=401)
+        return unauthorized("Invalid metrics token.")
+    if scheme.lower() == "token":
+        try:
+            user, _ = ApiTokenAuthentication().authenticate_credentials(credentials.strip())
+        except AuthenticationFailed as error:
+            return unauthorized(str(error.detail))
+    if not user.is_authenticated:
+        return unauthorized("Authentication credentials were not provided.")
+    if user_may(user, "orchestrator.view_metrics"):
+        return None
+    return JsonResponse(
+        {"detail": "You do not have the permission 'orchestrator.view_metrics' for this."},
+        status=403,
+    )
+
+
+def unauthorized(detail: str) -> JsonResponse:
+    refusal = JsonResponse({"detail": detail}, status=401)
     refusal["WWW-Authenticate"] = 'Bearer realm="metrics"'
     return refusal
 

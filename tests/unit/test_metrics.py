@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from orchestrator import services
 from orchestrator.models import Process, ProcessStep
+from orchestrator.tokens import issue_token
 from tests.helpers import closed_port, start
 
 pytestmark = pytest.mark.django_db
@@ -47,6 +48,27 @@ def test_who_may_read(settings, viewer, admin_user):
     assert client.get("/metrics").status_code == 403  # every workflow's runs: admins only
     client.force_login(admin_user)
     scrape(client)
+
+
+def test_an_api_token_of_a_user_who_may_read(settings, viewer, admin_user):
+    """`Authorization: Token <key>`, as the REST API takes it: the token's user needs
+    orchestrator.view_metrics like a logged-in one; a wrong, empty, oversized or hostile
+    key is a 401, never a 500."""
+    settings.ORCHESTRATOR_METRICS_TOKEN = ""  # the bearer route closed: tokens still work
+    scrape(HTTP_AUTHORIZATION=f"Token {issue_token(admin_user)}")
+    refused = Client().get("/metrics", HTTP_AUTHORIZATION=f"Token {issue_token(viewer)}")
+    assert refused.status_code == 403
+    assert "view_metrics" in refused.json()["detail"]
+    for key in ("", "wrong", "x" * 10_000, "'; DROP TABLE orchestrator_apitoken; --",
+                "\u00e9\u00e8\u2603"):
+        response = Client().get("/metrics", HTTP_AUTHORIZATION=f"Token {key}")
+        assert response.status_code == 401, key
+        assert response.json()["detail"] == "Invalid token."
+        assert response["WWW-Authenticate"].startswith("Bearer")
+    admin_user.is_active = False
+    admin_user.save()
+    inactive = Client().get("/metrics", HTTP_AUTHORIZATION=f"Token {issue_token(admin_user)}")
+    assert inactive.status_code == 401
 
 
 def test_no_token_configured_refuses_every_bearer(settings):

@@ -9,13 +9,20 @@ from functools import cached_property
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Prefetch, Q, QuerySet
+from django.contrib.auth.models import Permission
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from guardian.shortcuts import get_objects_for_user
 
 from orchestrator.exceptions import NotFound
 from orchestrator.models import TERMINAL_STATUSES, Process, Workflow
 from orchestrator.selectors import processes_for_user, workflows_for_user
-from subscriptions.models import Product, Subscription, SubscriptionLifecycle
+from subscriptions.models import (
+    Product,
+    Subscription,
+    SubscriptionGroupObjectPermission,
+    SubscriptionLifecycle,
+    SubscriptionUserObjectPermission,
+)
 
 SUBSCRIPTION_TARGETS = ("modify", "terminate", "validate")
 # A product has at most one workflow of each of these targets (as in orchestrator-core).
@@ -261,12 +268,43 @@ def subscription_workflows(
     return [(workflow, workflow_usability(workflow, subscription, facts)) for workflow in workflows]
 
 
+VIEW_SUBSCRIPTION = "subscriptions.view_subscription"
+
+
 def subscriptions_for_user(user) -> QuerySet[Subscription]:
-    """Subscriptions the user may see (model permission, or guardian per-object grants)."""
+    """Subscriptions the user may see (model permission, or guardian per-object grants of the
+    user or of their groups), exactly as guardian's `get_objects_for_user` answers it."""
+    if user.is_anonymous:
+        return guardian_visible_subscriptions(user)
+    if user.is_superuser or user.has_perm(VIEW_SUBSCRIPTION):
+        return Subscription.objects.select_related("product")
+    app_label, codename = VIEW_SUBSCRIPTION.split(".")
+    view = (
+        Permission.objects.filter(codename=codename, content_type__app_label=app_label)
+        .annotate(by_groups=Exists(SubscriptionGroupObjectPermission.objects.filter(
+            permission=OuterRef("pk"), group__user=user
+        )))
+        .values_list("pk", "by_groups")
+        .first()
+    )
+    if view is None or view[1]:
+        return guardian_visible_subscriptions(user)
+    # Only the user's own grants, by permission id: guardian ORs them with the groups' grants
+    # and names the permission by codename, so PostgreSQL hashes every grant of the user
+    # before the first row (20 ms at 50k grants; misjudging the codename join, it once
+    # fetched all 50k rows to sort them). As a semi-join on the permission id it walks the
+    # newest-first index, probing the grants' index, and stops at the page's end (1 ms).
+    own = SubscriptionUserObjectPermission.objects.filter(user=user, permission_id=view[0])
+    return Subscription.objects.filter(
+        pk__in=own.values("content_object_id")
+    ).select_related("product")
+
+
+def guardian_visible_subscriptions(user) -> QuerySet[Subscription]:
     # The model, not a queryset, as klass: with a queryset guardian joins the whole table
     # again on text-cast ids (a plan that degrades badly at 100k rows).
     return get_objects_for_user(
-        user, "subscriptions.view_subscription", klass=Subscription, accept_global_perms=True
+        user, VIEW_SUBSCRIPTION, klass=Subscription, accept_global_perms=True
     ).select_related("product")
 
 

@@ -332,3 +332,54 @@ def test_a_create_start_with_what_the_subscription_needs_runs(crate):
     ))
     assert process.status == "completed", process.failed_reason
     assert Subscription.objects.get().customer_id == "acme"
+
+
+# --- who may view which subscription (subscriptions_for_user) -----------------------------
+
+
+def guardian_answer(user) -> set:
+    """What django-guardian's own query lets `user` view."""
+    return set(selectors.guardian_visible_subscriptions(user).values_list("pk", flat=True))
+
+
+def test_visible_subscriptions_are_exactly_guardians_answer_on_every_path(box_product):
+    """subscriptions_for_user takes its own query when only the user's grants count; each
+    kind of grant, alone and together, lists exactly what guardian's query lists."""
+    from django.contrib.auth.models import Group
+    from guardian.shortcuts import assign_perm
+
+    from tests.factories import user_with_role
+
+    rows = [
+        Subscription.objects.create(product=box_product, description=f"s{n}", customer_id="c")
+        for n in range(6)
+    ]
+    user = user_with_role(None)
+    team = Group.objects.create(name="team")
+
+    def listed() -> set:
+        user_fresh = type(user).objects.get(pk=user.pk)  # no cached permissions
+        visible = set(selectors.subscriptions_for_user(user_fresh).values_list("pk", flat=True))
+        assert visible == guardian_answer(user_fresh)
+        return visible
+
+    assert listed() == set()
+    assign_perm("subscriptions.change_subscription", user, rows[0])  # not a view grant
+    assert listed() == set()
+    assign_perm("subscriptions.view_subscription", user, rows[1])
+    assign_perm("subscriptions.view_subscription", user_with_role(None), rows[2])  # another's
+    assert listed() == {rows[1].pk}
+    assign_perm("subscriptions.view_subscription", team, rows[3])  # a group the user is not in
+    assert listed() == {rows[1].pk}
+    user.groups.add(team)
+    assert listed() == {rows[1].pk, rows[3].pk}
+    user.groups.remove(team)
+    type(user).objects.filter(pk=user.pk).update(is_active=False)
+    assert listed() == {rows[1].pk}  # guardian lists object grants of inactive users too
+    type(user).objects.filter(pk=user.pk).update(is_active=True)
+    assign_perm("subscriptions.view_subscription", team)  # a global view through a group
+    user.groups.add(team)
+    assert listed() == {row.pk for row in rows}
+    user.groups.remove(team)
+    type(user).objects.filter(pk=user.pk).update(is_superuser=True)
+    assert listed() == {row.pk for row in rows}

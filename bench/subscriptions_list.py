@@ -16,10 +16,11 @@ Through the Django test client (force_login, in process, no network) it measures
 
 as p50/p95 over BENCH_REQUESTS requests (default 50) and SQL statements per request, at
 10k and 100k subscriptions; the baselines are the same requests by a superuser (no
-permission filtering) in the same run. Targets: p95 <= 100 ms for both lists at 100k,
-query counts independent of page size and table size. On PostgreSQL, EXPLAIN ANALYZE of
-the restricted API list's statements is printed when a target is missed (or with
-BENCH_EXPLAIN=1).
+permission filtering) in the same run. Targets: p95 <= 100 ms for both lists at 100k at
+every page size, query counts independent of page size and table size. On PostgreSQL,
+EXPLAIN ANALYZE of the restricted API list's statements is printed when a target is missed
+(or with BENCH_EXPLAIN=1). The API's count is capped (orchestrator.pagination): beyond the cap
+it is checked as a lower bound.
 
 The bench's rows (products named `bench-list-*`, user `bench-list-viewer`) are removed at
 the start and at the end; BENCH_KEEP=1 keeps them for a closer look.
@@ -152,8 +153,12 @@ def measure(client: Client, url: str, expect_count: int | None = None) -> dict:
         repeat = 3
         print(f"  {url} takes {time.perf_counter() - started:.1f}s: timing 3 requests only")
     if expect_count is not None:
-        count = response.json()["count"]
-        assert count == expect_count, f"{url}: {count} listed, {expect_count} visible"
+        body = response.json()
+        count = body["count"]
+        if body.get("count_exact", True):
+            assert count == expect_count, f"{url}: {count} listed, {expect_count} visible"
+        else:  # a capped count: a lower bound
+            assert count <= expect_count, f"{url}: at least {count} listed, {expect_count} visible"
     else:
         assert b"bench subscription" in response.content, f"{url} lists no subscription"
     times = []
@@ -231,13 +236,15 @@ def report(table: dict, baseline: dict) -> bool:
         ok &= constant
         growth = big[(kind, sizes[1])]["p95"] / small[(kind, sizes[1])]["p95"]
         page_growth = big[(kind, sizes[-1])]["p95"] / big[(kind, sizes[0])]["p95"]
-        meets = big[(kind, sizes[1])]["p95"] <= TARGET_P95_MS
+        worst = max(sizes, key=lambda size: big[(kind, size)]["p95"])
+        meets = big[(kind, worst)]["p95"] <= TARGET_P95_MS
         ok &= meets
         print(f"{kind}: queries per request {sorted(counts)} "
               f"({'constant' if constant else 'NOT constant'}); p95 100k/10k {growth:.1f}x; "
               f"p95 {sizes[-1]}/{sizes[0]} rows {page_growth:.1f}x; "
-              f"p95 at 100k, {sizes[1]} rows: {big[(kind, sizes[1])]['p95']:.1f} ms "
-              f"({'meets' if meets else 'MISSES'} the {TARGET_P95_MS:.0f} ms target)")
+              f"worst p95 at 100k: {big[(kind, worst)]['p95']:.1f} ms at {worst} rows "
+              f"({'meets' if meets else 'MISSES'} the {TARGET_P95_MS:.0f} ms target at every "
+              "page size)")
     return ok
 
 

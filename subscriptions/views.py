@@ -10,7 +10,6 @@ import django_filters
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -19,6 +18,7 @@ from orchestrator import registry
 from orchestrator.exceptions import NotFound, OrchestratorError
 from orchestrator.filters import BooleanFilter, StrictFilterSet
 from orchestrator.models import Workflow
+from orchestrator.pagination import CappedPaginator
 from orchestrator.permissions import user_may
 from orchestrator.views import startable_ids
 from subscriptions import selectors, services
@@ -105,7 +105,7 @@ def subscription_list(request: HttpRequest) -> HttpResponse:
     subscription_filter = SubscriptionPageFilter(
         request.GET or None, queryset=queryset, products=products
     )
-    page = Paginator(subscription_filter.rows(), PAGE_SIZE).get_page(request.GET.get("page"))
+    page = CappedPaginator(subscription_filter.rows(), PAGE_SIZE).get_page(request.GET.get("page"))
     context = {"filter": subscription_filter, "page": page, "subscriptions": page.object_list}
     status = 400 if subscription_filter.errors else 200
     return render(request, "subscriptions/subscription_list.html", context, status=status)

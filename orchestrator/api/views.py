@@ -75,6 +75,7 @@ from orchestrator.models import (
     WorkerHeartbeat,
     Workflow,
 )
+from orchestrator.pagination import COUNT_CAP, count_up_to, exact_bound
 from orchestrator.permissions import user_may
 from orchestrator.redaction import redacting, redactor_for
 from orchestrator.safejson import bad_string, json_problem
@@ -161,6 +162,36 @@ class Pagination(LimitOffsetPagination):
         for parameter in parameters:
             parameter["schema"].update(minimum=bounds[parameter["name"]], maximum=self.max_offset)
         return parameters
+
+
+class CappedCountPagination(Pagination):
+    """Pagination of the big lists: `count` is exact up to COUNT_CAP rows or the end of the
+    requested page, whichever is further (orchestrator.pagination); beyond, `count_exact` is
+    false and `count` is a lower bound (there are at least that many). `next` is right either
+    way, so clients that follow it page through everything."""
+
+    def get_count(self, queryset: QuerySet) -> int:
+        self.exact_up_to = exact_bound(self.get_offset(self.request) + self.limit)
+        return count_up_to(queryset, self.exact_up_to + 1)
+
+    def get_paginated_response(self, data: Any) -> Response:
+        response = super().get_paginated_response(data)
+        response.data = {
+            "count": self.count,
+            "count_exact": self.count <= self.exact_up_to,
+            **{key: value for key, value in response.data.items() if key != "count"},
+        }
+        return response
+
+    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        paginated = super().get_paginated_response_schema(schema)
+        paginated["properties"]["count"]["description"] = (
+            f"Exact when `count_exact` is true (up to {COUNT_CAP} rows, or to the end of the "
+            "requested page); else a lower bound: there are at least that many."
+        )
+        paginated["properties"]["count_exact"] = {"type": "boolean"}
+        paginated["required"] = [*paginated["required"], "count_exact"]
+        return paginated
 
 
 # --- helpers ------------------------------------------------------------------------------

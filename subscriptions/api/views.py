@@ -17,7 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from orchestrator.api.serializers import ApiErrorSerializer
-from orchestrator.api.views import JSONOnlyMixin, Pagination
+from orchestrator.api.views import CappedCountPagination, JSONOnlyMixin, Pagination
 from subscriptions import selectors, services
 from subscriptions.api.serializers import (
     ProductSerializer,
@@ -90,7 +90,7 @@ class SubscriptionViewSet(
 ):
     queryset = Subscription.objects.all()
     serializer_class = SubscriptionSerializer
-    pagination_class = Pagination
+    pagination_class = CappedCountPagination
     filterset_class = SubscriptionFilter
     lookup_value_regex = "[^/]+"
 

@@ -137,8 +137,30 @@ def test_subscription_list_is_paginated(box_product, viewer, api):
     for n in range(7):
         plain_subscription(box_product, n)
     body = api(viewer).get("/api/subscriptions/?limit=3&offset=3").json()
-    assert body["count"] == 7 and len(body["results"]) == 3
+    assert body["count"] == 7 and body["count_exact"] is True and len(body["results"]) == 3
     assert body["next"] and body["previous"]
+
+
+def test_subscription_count_is_capped_and_says_so(box_product, viewer, api, monkeypatch):
+    """Past COUNT_CAP rows (or the requested page's end, when further) `count` is a lower
+    bound and `count_exact` false; `next` still leads through every row."""
+    monkeypatch.setattr("orchestrator.pagination.COUNT_CAP", 5)
+    rows = {str(plain_subscription(box_product, n).pk) for n in range(9)}
+    client = api(viewer)
+    body = client.get("/api/subscriptions/?limit=3").json()
+    assert (body["count"], body["count_exact"]) == (6, False) and body["next"]
+    body = client.get("/api/subscriptions/?limit=3&offset=3").json()
+    assert (body["count"], body["count_exact"]) == (7, False) and body["next"]
+    body = client.get("/api/subscriptions/?limit=3&offset=6").json()
+    assert (body["count"], body["count_exact"], body["next"]) == (9, True, None)
+    body = client.get("/api/subscriptions/?search=plain 1").json()
+    assert (body["count"], body["count_exact"]) == (1, True)
+    seen, url = set(), "/api/subscriptions/?limit=2"
+    while url:
+        body = client.get(url).json()
+        seen |= {row["id"] for row in body["results"]}
+        url = body["next"]
+    assert seen == rows
 
 
 def test_list_queries_do_not_grow_with_the_rows(box_product, viewer, api):

@@ -105,7 +105,7 @@ def test_subscription_list_filters_search_and_pages(client, create_box, box_prod
     url = reverse("subscription-list")
     first = client.get(url)
     assert first.status_code == 200 and first.context["page"].paginator.count == 32
-    assert "Page 1 of 2" in html(first)
+    assert "Page 1 of 2" in html(first) and "32 found" in html(first)
     assert len(client.get(url + "?page=2").context["subscriptions"]) == 7
     assert list(client.get(url + "?search=acme").context["subscriptions"]) == [odd]
     assert list(client.get(url + "?search=ALPHA").context["subscriptions"]) == [box]
@@ -114,6 +114,31 @@ def test_subscription_list_filters_search_and_pages(client, create_box, box_prod
     assert client.get(url + "?insync=true&status=active").context["page"].paginator.count == 16
     assert client.get(url + f"?product={box_product.pk}").context["page"].paginator.count == 32
     assert detail_url(box) in html(client.get(url + "?search=alpha"))
+
+
+def test_a_list_past_the_count_cap_says_more_than_and_still_pages(
+    client, box_product, viewer, monkeypatch
+):
+    """Beyond COUNT_CAP rows the page says "more than N" (never a false exact number) and
+    offers Next without a last page; a page past the cap counts on to its own end."""
+    monkeypatch.setattr("orchestrator.pagination.COUNT_CAP", 5)
+    monkeypatch.setattr("subscriptions.views.PAGE_SIZE", 3)
+    rows = [
+        Subscription.objects.create(product=box_product, description=f"s{n}", customer_id="c")
+        for n in range(9)
+    ]
+    client.force_login(viewer)
+    url = reverse("subscription-list")
+    first = html(client.get(url))
+    assert ">more than 5 found<" in first and "Page 1</span>" in first
+    assert "page=2" in first and "Last »" not in first
+    last = client.get(url + "?page=3")  # pages 1-3 end at row 9: counted exactly
+    assert ">9 found<" in html(last) and "Page 3 of 3" in html(last)
+    assert len(last.context["subscriptions"]) == 3
+    assert ">1 found<" in html(client.get(url + "?search=s1"))  # small sets: exact
+    seen = {s.pk for page in (1, 2, 3)
+            for s in client.get(url + f"?page={page}").context["subscriptions"]}
+    assert seen == {row.pk for row in rows}
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,8 @@ from typing import Any
 
 from django import template
 from django.core.serializers.json import DjangoJSONEncoder
+from django.utils.html import format_html
+from django.utils.timezone import template_localtime
 
 register = template.Library()
 
@@ -45,6 +47,17 @@ def duration(step) -> str:
 @register.inclusion_tag("orchestrator/fragments/status_badge.html")
 def status_badge(status: str) -> dict[str, str]:
     return {"status": status, "label": str(status).replace("_", " ")}
+
+
+@register.simple_tag
+def time_tag(moment: datetime.datetime | None) -> str:
+    """`<time datetime="{{ moment|date:'c' }}">{{ moment|date:"Y-m-d H:i" }}</time>`, written
+    as those filters write it in a fraction of their time (long lists render one per row)."""
+    if moment is None:
+        return ""
+    moment = template_localtime(moment)
+    return format_html('<time datetime="{}">{}</time>', moment.isoformat(),
+                       moment.strftime("%Y-%m-%d %H:%M"))
 
 
 @register.simple_tag(takes_context=True)

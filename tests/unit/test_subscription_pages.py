@@ -141,6 +141,24 @@ def test_a_list_past_the_count_cap_says_more_than_and_still_pages(
     assert seen == {row.pk for row in rows}
 
 
+def test_list_times_are_written_as_the_date_filters_write_them(settings):
+    """time_tag writes what `date:'c'` and `date:"Y-m-d H:i"` wrote, in the current zone."""
+    import datetime
+
+    from django.template import engines
+    from django.utils import timezone
+
+    moment = datetime.datetime(2026, 3, 29, 0, 30, 15, 123456, tzinfo=datetime.UTC)
+    filters = engines["django"].from_string(
+        """<time datetime="{{ m|date:'c' }}">{{ m|date:"Y-m-d H:i" }}</time>"""
+    )
+    tag = engines["django"].from_string("{% load orchestrator_tags %}{% time_tag m %}")
+    for zone in ("UTC", "Europe/Amsterdam", "America/St_Johns"):
+        with timezone.override(zone):
+            assert tag.render({"m": moment}) == filters.render({"m": moment}), zone
+    assert tag.render({"m": None}) == ""
+
+
 @pytest.mark.parametrize(
     ("query", "status"),
     [

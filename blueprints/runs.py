@@ -157,16 +157,16 @@ def start_step(execution: Execution, step: ExecutionStep, facts: Facts,
 
 def start_child(execution: Execution, step: ExecutionStep, name: str, page: dict[str, Any],
                 parent: Process | None, targets: dict[str, Any]) -> Process:
-    """The step's process: stored, or (a start refused) nothing stored and the refusal
-    raised; a run its concurrency limit cancelled at once is kept, as it was stored."""
-    with transaction.atomic():  # a refusal rolls back to here, leaving nothing stored
-        try:
-            return engine.start_process(
-                workflow_name=step.template_snapshot["workflow"], input_pages=[page],
-                parent=parent, run_name=f"{execution.blueprint.name} · {name}", **targets,
-            )
-        except RunCancelled as cancelled:  # stored as cancelled: keep it
-            return cancelled.process
+    """The step's process: stored, or (a start refused) the refusal raised with nothing
+    stored (`start_process` stores in a savepoint of its own); a run its concurrency limit
+    cancelled at once is kept, as it was stored."""
+    try:
+        return engine.start_process(
+            workflow_name=step.template_snapshot["workflow"], input_pages=[page],
+            parent=parent, run_name=f"{execution.blueprint.name} · {name}", **targets,
+        )
+    except RunCancelled as cancelled:  # stored as cancelled: keep it
+        return cancelled.process
 
 
 def is_ready(step: ExecutionStep, facts: Facts) -> bool:
@@ -290,8 +290,7 @@ def step_stopped(step: ExecutionStep, status: str) -> None:
         step.error_message = f"{process.workflow.name} {status}: {reason}"[:MAX_ERROR]
     step.completed_at = now
     step.save(update_fields=["outputs", "resource", "status", "error_message", "completed_at"])
-    execution = (Execution.objects.select_related("blueprint").defer("wiring_snapshot")
-                 .get(pk=step.execution_id))
+    execution = step.execution
     if step.status == StepStatus.DONE and execution.status == ExecutionStatus.IN_PROGRESS:
         downstream = pending_downstream(execution.pk, step.template_id)
         if downstream:
@@ -422,14 +421,16 @@ def settle_teardown(execution_id: Any) -> None:
 
 def process_stopped(process: Process, status: str) -> None:
     """The blueprints extension's hook: only child processes can be blueprint steps. One
-    statement finds and locks the step (or tear-down step) the process ran, with the process
-    as this transaction sees it: its final state, status and reason, whatever the caller's
-    copy holds."""
+    statement finds and locks the step (or tear-down step) the process ran, with its
+    execution (not locked: `settle` locks it when the execution may end) and the process as
+    this transaction sees it: its final state, status and reason, whatever the caller's copy
+    holds."""
     if process.parent_id is None:
         return
     step = (
         ExecutionStep.objects.select_for_update(of=("self",))
-        .select_related("process__workflow")
+        .select_related("process__workflow", "execution__blueprint")
+        .defer("execution__wiring_snapshot")
         .filter(Q(process=process, status=StepStatus.IN_PROGRESS) | Q(teardown_process=process))
         .first()
     )

@@ -588,3 +588,15 @@ def test_user_with_a_per_object_grant_may_start_that_workflow_only(client, synce
     started = client.post(reverse("workflow-start", args=["task_demo"]), {"message": "m"})
     assert started.status_code == 302
     assert client.get(reverse("workflow-start", args=["wf_input"])).status_code == 403
+
+
+def test_status_badges_are_escaped_spans():
+    from django.template import engines
+
+    badge = engines["django"].from_string("{% load orchestrator_tags %}{% status_badge s %}")
+    assert badge.render({"s": "in_progress"}) == (
+        '<span class="badge badge-in_progress">in progress</span>'
+    )
+    assert badge.render({"s": '"><b>x'}) == (
+        '<span class="badge badge-&quot;&gt;&lt;b&gt;x">&quot;&gt;&lt;b&gt;x</span>'
+    )

@@ -16,11 +16,14 @@ waits until all of them are completed. It does that once per mode, in the same r
   batch   `POST /api/processes/batch/` with --batch-size runs per request (same stack).
 
 For each mode it prints the submit rate (and the server time of one start), the time from
-the first submit until every run completed, steps/s and processes/s over that time, and
-the p50/p95 start-to-finish latency of a process (`started_at` to `finished_at`). Submitting
-and running overlap, as they do in production: the submitting thread competes with the
-workers for the same cores. It fails (exit status 1) when a run is lost or stuck: not
-completed within --timeout seconds, a step row missing, or a lease left behind.
+the first submit until every run completed, steps/s and processes/s over that time, the
+worker's CPU time per process (its pool processes' and its own, user + system: what the
+engine costs a worker, less disturbed than wall time by the rest of a busy machine; the
+database's share is not in it), and the p50/p95 start-to-finish latency of a process
+(`started_at` to `finished_at`). Submitting and running overlap, as they do in
+production: the submitting thread competes with the workers for the same cores. It fails
+(exit status 1) when a run is lost or stuck: not completed within --timeout seconds, a
+step row missing, or a lease left behind.
 
 `--rabbitmq` uses amqp://guest:guest@127.0.0.1:5672// as the broker (`--broker-url` any
 other); the INCR counter of the raw tasks stays on Redis (BENCH_COUNTER_URL, default
@@ -120,6 +123,16 @@ def pool_pids(worker: subprocess.Popen) -> list[int]:
     return [int(pid) for pid in children.read_text().split()] if children.exists() else []
 
 
+def worker_cpu_seconds(worker: subprocess.Popen) -> float:
+    """CPU time (user + system) the worker and its pool processes used so far: what the
+    engine costs, less disturbed than wall time by whatever else the machine runs."""
+    ticks = 0
+    for pid in [worker.pid, *pool_pids(worker)]:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def start_profilers(worker: subprocess.Popen, mode: str) -> list[subprocess.Popen]:
     if not ARGS.profile:
         return []
@@ -184,6 +197,7 @@ def run_processes(mode: str, client: APIClient, worker: subprocess.Popen) -> dic
     """Start N runs through `mode` and wait for all of them; figures and problems."""
     Process.objects.filter(workflow__name=WORKFLOW).delete()
     profilers = start_profilers(worker, mode)
+    cpu = worker_cpu_seconds(worker)
     first = time.perf_counter()
     times = submit_api(client) if mode == "api" else submit_batch(client)
     submitted = time.perf_counter() - first
@@ -191,6 +205,7 @@ def run_processes(mode: str, client: APIClient, worker: subprocess.Popen) -> dic
     finished = wait(lambda: not runs.exclude(status="completed").exists(), ARGS.timeout,
                     f"{mode} runs to complete")
     wall = time.perf_counter() - first
+    cpu = worker_cpu_seconds(worker) - cpu
     stop_profilers(profilers)
     latencies = sorted(
         (finished_at - started_at).total_seconds()
@@ -218,6 +233,7 @@ def run_processes(mode: str, client: APIClient, worker: subprocess.Popen) -> dic
         "wall": wall,
         "steps_per_s": steps / wall,
         "processes_per_s": counts["completed"] / wall,
+        "cpu_ms": cpu * 1000 / ARGS.processes,
         "p50": statistics.median(latencies) if latencies else float("nan"),
         "p95": statistics.quantiles(latencies, n=20)[-1] if len(latencies) > 1 else float("nan"),
         "problems": problems,
@@ -234,6 +250,7 @@ def run_celery(worker: subprocess.Popen) -> dict:
         counter_url = broker if broker.startswith("redis") else "redis://127.0.0.1:6379/0"
     counter, key = redis.Redis.from_url(counter_url), f"bench-load:{uuid.uuid4()}"
     profilers = start_profilers(worker, "celery")
+    cpu = worker_cpu_seconds(worker)
     first = time.perf_counter()
     for _ in range(ARGS.processes):
         counted_noop_task.apply_async(args=[counter_url, key], queue="core")
@@ -241,6 +258,7 @@ def run_celery(worker: subprocess.Popen) -> dict:
     finished = wait(lambda: int(counter.get(key) or 0) >= ARGS.processes, ARGS.timeout,
                     "the raw Celery tasks")
     wall = time.perf_counter() - first
+    cpu = worker_cpu_seconds(worker) - cpu
     stop_profilers(profilers)
     done = int(counter.get(key) or 0)
     counter.delete(key)
@@ -250,6 +268,7 @@ def run_celery(worker: subprocess.Popen) -> dict:
         "wall": wall,
         "steps_per_s": done / wall,
         "processes_per_s": done / wall,
+        "cpu_ms": cpu * 1000 / ARGS.processes,
         "p50": float("nan"),
         "p95": float("nan"),
         "problems": [] if finished else [f"{ARGS.processes - done} tasks never ran"],
@@ -280,11 +299,11 @@ def main() -> None:
           f"{ARGS.processes} runs of {STEPS_PER_PROCESS} steps; 1 worker x {ARGS.workers} "
           f"prefork processes; load {os.getloadavg()[0]:.2f}")
     print(f"{'mode':<8}{'submit/s':>10}{'start ms':>10}{'wall s':>9}{'steps/s':>9}"
-          f"{'procs/s':>9}{'p50 s':>8}{'p95 s':>8}")
+          f"{'procs/s':>9}{'cpu ms':>8}{'p50 s':>8}{'p95 s':>8}")
     for mode, r in results.items():
         print(f"{mode:<8}{r['submit_per_s']:>10.0f}{r['start_ms']:>10.2f}{r['wall']:>9.2f}"
-              f"{r['steps_per_s']:>9.0f}{r['processes_per_s']:>9.1f}{r['p50']:>8.2f}"
-              f"{r['p95']:>8.2f}")
+              f"{r['steps_per_s']:>9.0f}{r['processes_per_s']:>9.1f}{r['cpu_ms']:>8.2f}"
+              f"{r['p50']:>8.2f}{r['p95']:>8.2f}")
     if "celery" in results:
         print("(celery: one no-op task per 'process'; its steps/s and procs/s are tasks/s)")
     problems = [f"{mode}: {p}" for mode, r in results.items() for p in r["problems"]]

@@ -28,7 +28,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Model, Q
 from django.utils import timezone
 
 from orchestrator import concurrency, extensions, registry, runlog, selectors
@@ -44,6 +44,7 @@ from orchestrator.models import (
     ProcessStatus,
     ProcessStep,
     StepStatus,
+    Workflow,
 )
 from orchestrator.redaction import Redactor, redacting
 from orchestrator.timelimits import (
@@ -107,11 +108,11 @@ def align_position(process: Process, steps: StepList) -> int:
     return indexes[min(occurrence, len(indexes) - 1)]
 
 
-def claim(process_id: str, owner: str) -> bool:
-    """Take the lease if nobody holds a live one; one conditional UPDATE. A run of a
-    workflow with a concurrency limit also needs a free slot (orchestrator.concurrency)."""
+def claim(process_id: str, owner: str) -> Process | None:
+    """Take the lease if nobody holds a live one and the engine is not paused; the run as
+    the claim left it, with its workflow, or None. A run of a workflow with a concurrency
+    limit also needs a free slot (orchestrator.concurrency)."""
     now = timezone.now()
-    due_retry = Q(status=ProcessStatus.WAITING, retry_at__lte=now)
     values = {
         "lease_owner": owner,
         "lease_expires_at": lease_expiry(),
@@ -121,14 +122,77 @@ def claim(process_id: str, owner: str) -> bool:
         "slot_requested_at": None,
         "last_modified_at": now,
     }
-    claimed = (
+    if connection.vendor == "postgresql":
+        process = claim_in_one_statement(process_id, values, now)
+        if process is not None:
+            return process
+    if selectors.engine_is_paused():
+        return None
+    due_retry = Q(status=ProcessStatus.WAITING, retry_at__lte=now)
+    claimed_unlimited = connection.vendor != "postgresql" and (
         Process.objects.filter(pk=process_id)
         .filter(Q(status__in=RUNNABLE_STATUSES) | due_retry)
         .filter(Q(lease_owner="") | Q(lease_expires_at__lt=now))
         .filter(concurrency.unlimited_workflow())
         .update(**values)
     )
-    return claimed == 1 or concurrency.claim_slot(process_id, values)
+    if not claimed_unlimited and not concurrency.claim_slot(process_id, values):
+        return None
+    return Process.objects.select_related("workflow").get(pk=process_id)
+
+
+def claim_in_one_statement(
+    process_id: str, values: dict[str, Any], now: datetime.datetime
+) -> Process | None:
+    """PostgreSQL: the claim of a run whose workflow has no concurrency limit, while the
+    engine is not paused, and the read of the run and its workflow, in one round trip:
+    an UPDATE joined to the workflow (whose row it does not lock) RETURNING both rows.
+    None when it claimed nothing (taken, not runnable, limited, paused)."""
+    quote = connection.ops.quote_name
+    settable = {name: value for name, value in values.items() if name != "delivery_count"}
+    set_columns, set_params = _assignments(Process, settable)
+    process_fields, workflow_fields = Process._meta.concrete_fields, Workflow._meta.concrete_fields
+    returning = [f"p.{quote(f.column)}" for f in process_fields] + [
+        f"w.{quote(f.column)}" for f in workflow_fields
+    ]
+    runnable = ", ".join(["%s"] * len(RUNNABLE_STATUSES))
+    # Only model metadata (quoted names) is formatted in; every value is a parameter.
+    sql = (
+        f"UPDATE {quote(Process._meta.db_table)} AS p "  # noqa: S608
+        f"SET {', '.join(f'{column} = %s' for column in set_columns)}, "
+        f"delivery_count = p.delivery_count + 1 "
+        f"FROM {quote(Workflow._meta.db_table)} AS w "
+        f"WHERE p.id = %s AND w.id = p.workflow_id AND w.concurrency_limit IS NULL "
+        f"AND (p.status IN ({runnable}) OR (p.status = %s AND p.retry_at <= %s)) "
+        f"AND (p.lease_owner = '' OR p.lease_expires_at < %s) "
+        f"AND NOT EXISTS (SELECT 1 FROM {quote(EngineSettings._meta.db_table)} "
+        f"WHERE id = 1 AND paused) "
+        f"RETURNING {', '.join(returning)}"
+    )
+    at = Process._meta.get_field("retry_at").get_db_prep_save(now, connection)
+    pk = Process._meta.pk.get_db_prep_value(process_id, connection)
+    params = [*set_params, pk, *RUNNABLE_STATUSES, ProcessStatus.WAITING, at, at]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    process = model_from_row(Process, row[: len(process_fields)])
+    process.workflow = model_from_row(Workflow, row[len(process_fields) :])
+    return process
+
+
+def model_from_row(model: type[Model], row: tuple[Any, ...]) -> Any:
+    """An instance of `model` from its concrete columns as the driver returned them,
+    converted as the ORM converts a query's (JSON decoded, time zones set)."""
+    fields = model._meta.concrete_fields
+    values = []
+    for field, value in zip(fields, row, strict=True):
+        col = field.get_col(model._meta.db_table)
+        for converter in connection.ops.get_db_converters(col) + col.get_db_converters(connection):
+            value = converter(value, col, connection)
+        values.append(value)
+    return model.from_db(connection.alias, [field.attname for field in fields], values)
 
 
 @dataclass(frozen=True)
@@ -710,15 +774,14 @@ def execute_run(process_id: str, run_watch: RunWatch) -> bool:
     """Claim the process and run it as far as it goes, in the calling thread; False when
     another worker holds it (or there is nothing to do)."""
     try:
-        if selectors.engine_is_paused():
-            Process.objects.filter(
-                pk=process_id, status__in=(ProcessStatus.CREATED, ProcessStatus.RESUMED)
-            ).update(status=ProcessStatus.QUEUED)
-            return False
         owner = new_lease_owner()
-        if not claim(process_id, owner):
+        process = claim(process_id, owner)
+        if process is None:
+            if selectors.engine_is_paused():  # it starts when the engine is unpaused
+                Process.objects.filter(
+                    pk=process_id, status__in=(ProcessStatus.CREATED, ProcessStatus.RESUMED)
+                ).update(status=ProcessStatus.QUEUED)
             return False
-        process = Process.objects.select_related("workflow").get(pk=process_id)
         process_run = run_watch.run = ProcessRun(process, owner, run_watch)
         # What its steps log: redacted, and kept with the process (orchestrator.runlog).
         with redacting(process_run.redact), runlog.capturing(process.pk, process_run.redact):

@@ -222,11 +222,15 @@ class RunWatch:
         self.step: WatchedStep | None = None
         self.expired = False
         self.closed = False
+        self.wake_at = 0.0  # when the waiting watcher wakes by itself (time.monotonic())
 
     def step_started(self, step: WatchedStep) -> None:
+        """The watcher is woken only when the step's deadline comes before its own wake-up:
+        otherwise it finds the step then (not a thread switch per step)."""
         with self.changed:
             self.step = step
-            self.changed.notify_all()
+            if step.deadline < self.wake_at:
+                self.changed.notify_all()
 
     def step_ended(self) -> bool:
         """The step's code returned; True when it had been failed for its time limit."""
@@ -290,6 +294,7 @@ def watch(run_watch: RunWatch) -> bool:
                 wake = renew_at if watched is None else min(renew_at, watched.deadline)
                 if time.monotonic() >= wake:
                     break
+                run_watch.wake_at = wake
                 run_watch.changed.wait(wake - time.monotonic())
         now = time.monotonic()
         if watched is not None and now >= watched.deadline:

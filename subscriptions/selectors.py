@@ -308,6 +308,11 @@ def guardian_visible_subscriptions(user) -> QuerySet[Subscription]:
     ).select_related("product")
 
 
+# What a list row shows; the JSON values and the note can be large, and only the detail shows
+# them.
+LIST_DEFERRED = ("instance_values", "note")
+
+
 def process_subscriptions(user, process: Process) -> QuerySet[Subscription]:
     """The subscriptions a process touched, as far as `user` may see them."""
     return subscriptions_for_user(user).filter(processes=process)

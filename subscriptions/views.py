@@ -100,6 +100,7 @@ def subscription_list(request: HttpRequest) -> HttpResponse:
     queryset = (
         selectors.subscriptions_for_user(user)
         .select_related("product")
+        .defer(*selectors.LIST_DEFERRED)
         .order_by("-created_at", "-pk")
     )
     subscription_filter = SubscriptionPageFilter(

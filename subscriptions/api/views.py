@@ -100,6 +100,7 @@ class SubscriptionViewSet(
         return (
             selectors.subscriptions_for_user(self.request.user)
             .select_related("product__product_type")
+            .defer(*selectors.LIST_DEFERRED)
             .order_by("-created_at", "-pk")
         )
 

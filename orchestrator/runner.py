@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import inspect
 import logging
 import os
@@ -27,8 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
-from django.db.models import F, Model, Q
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, transaction
+from django.db.models import F, Field, Model, Q
 from django.utils import timezone
 
 from orchestrator import concurrency, extensions, registry, runlog, selectors
@@ -352,12 +353,47 @@ def retry_delay(retry_count: int) -> int:
     return min(delay, settings.ORCHESTRATOR_RETRY_MAX_SECONDS)
 
 
-def _assignments(model: type, values: dict[str, Any]) -> tuple[list[str], list[Any]]:
+@functools.cache
+def fields_of(model: type[Model], names: tuple[str, ...]) -> tuple[Field, ...]:
+    return tuple(model._meta.get_field(name) for name in names)
+
+
+def _assignments(model: type[Model], values: dict[str, Any]) -> tuple[list[str], list[Any]]:
     """Quoted column names and database-ready parameters for `values` of `model`."""
-    fields = [model._meta.get_field(name) for name in values]
-    columns = [connection.ops.quote_name(field.column) for field in fields]
-    params = [field.get_db_prep_save(values[field.name], connection) for field in fields]
+    db = connections[DEFAULT_DB_ALIAS]
+    fields = fields_of(model, tuple(values))
+    columns = [db.ops.quote_name(field.column) for field in fields]
+    params = [field.get_db_prep_save(values[field.name], db) for field in fields]
     return columns, params
+
+
+@functools.cache
+def step_statements(
+    vendor: str, set_fields: tuple[Field, ...], log_fields: tuple[Field, ...]
+) -> tuple[str, ...]:
+    """write_step's SQL for these columns: on PostgreSQL one statement (parameters: the
+    process's new values, its id, the lease owner, the log row's values); elsewhere the
+    INSERT (the log row's values) and the UPDATE (the rest). Made once per set of columns."""
+    quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
+    paused = f"(SELECT paused FROM {quote(EngineSettings._meta.db_table)} WHERE id = 1)"  # noqa: S608
+    # Only model metadata (quoted names) is formatted in; every value is a parameter.
+    update = (
+        f"UPDATE {quote(Process._meta.db_table)} "  # noqa: S608
+        f"SET {', '.join(f'{quote(field.column)} = %s' for field in set_fields)} "
+        f"WHERE id = %s AND lease_owner = %s"
+    )
+    into = (
+        f"INSERT INTO {quote(ProcessStep._meta.db_table)} "
+        f"({', '.join(quote(field.column) for field in log_fields)})"
+    )
+    values_sql = ", ".join(["%s"] * len(log_fields))
+    if vendor == "postgresql":
+        return (
+            f"WITH moved AS ({update} RETURNING id), "  # noqa: S608
+            f"step AS ({into} SELECT {values_sql} FROM moved) "
+            f"SELECT {paused} FROM moved",
+        )
+    return f"{into} VALUES ({values_sql})", f"{update} RETURNING {paused}"
 
 
 def write_step(process_id: Any, owner: str, log_row: dict[str, Any],
@@ -370,33 +406,24 @@ def write_step(process_id: Any, owner: str, log_row: dict[str, Any],
     statement (a data-modifying CTE). With `last_write` (nothing else writes in the step's
     transaction after it) that statement may be the whole transaction (`alone_in_transaction`):
     one round trip per step. Elsewhere (SQLite, where a statement is a function call) they
-    are two statements.
+    are two statements. Its SQL is made once per set of columns (`step_statements`), and it
+    uses the thread's connection itself, not the `connection` proxy (a thread-local lookup
+    at every attribute read, dozens per step).
     """
-    quote = connection.ops.quote_name
-    log_columns, log_params = _assignments(ProcessStep, log_row)
-    set_columns, set_params = _assignments(Process, values)
-    pk = Process._meta.pk.get_db_prep_value(process_id, connection)
-    paused = f"(SELECT paused FROM {quote(EngineSettings._meta.db_table)} WHERE id = 1)"  # noqa: S608
-    # Only model metadata (quoted names) is formatted in; every value is a parameter.
-    update = (
-        f"UPDATE {quote(Process._meta.db_table)} "  # noqa: S608
-        f"SET {', '.join(f'{column} = %s' for column in set_columns)} "
-        f"WHERE id = %s AND lease_owner = %s"
-    )
-    into = f"INSERT INTO {quote(ProcessStep._meta.db_table)} ({', '.join(log_columns)})"
-    values_sql = ", ".join(["%s"] * len(log_columns))
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
+    db = connections[DEFAULT_DB_ALIAS]
+    set_fields = fields_of(Process, tuple(values))
+    log_fields = fields_of(ProcessStep, tuple(log_row))
+    set_params = [field.get_db_prep_save(values[field.name], db) for field in set_fields]
+    log_params = [field.get_db_prep_save(log_row[field.name], db) for field in log_fields]
+    pk = Process._meta.pk.get_db_prep_value(process_id, db)
+    statements = step_statements(db.vendor, set_fields, log_fields)
+    with db.cursor() as cursor:
+        if db.vendor == "postgresql":
             with alone_in_transaction(last_write):
-                cursor.execute(
-                    f"WITH moved AS ({update} RETURNING id), "  # noqa: S608
-                    f"step AS ({into} SELECT {values_sql} FROM moved) "
-                    f"SELECT {paused} FROM moved",
-                    [*set_params, pk, owner, *log_params],
-                )
+                cursor.execute(statements[0], [*set_params, pk, owner, *log_params])
         else:
-            cursor.execute(f"{into} VALUES ({values_sql})", log_params)
-            cursor.execute(f"{update} RETURNING {paused}", [*set_params, pk, owner])
+            cursor.execute(statements[0], log_params)
+            cursor.execute(statements[1], [*set_params, pk, owner])
         row = cursor.fetchone()
     if row is None:
         raise LeaseLost(str(process_id))

@@ -64,7 +64,14 @@ def test_the_page_shows_last_run_outcome_next_run_and_words(client, synced):
     beat_sent(SWEEP_TASK_NAME, datetime.timedelta(seconds=12), 42)
     worker_ran(SWEEP_TASK_NAME, {"requeued": 0})
     process = run(start("task_clean_up_tasks"))
-    beat_sent("workflow:task_clean_up_tasks", datetime.timedelta(hours=2), 3)
+    # Sent at its latest 03:30 (UTC) (its cron is 30 3 * * *), so its next run is ahead,
+    # whatever the time of day the test runs at (sent "2 hours ago", it was overdue from
+    # 03:30 to 05:30).
+    now = timezone.now()
+    latest = now.replace(hour=3, minute=30, second=0, microsecond=0)
+    if latest > now:
+        latest -= datetime.timedelta(days=1)
+    beat_sent("workflow:task_clean_up_tasks", now - latest, 3)
     worker_ran("workflow:task_clean_up_tasks", str(process.pk))
     beat_sent("workflow:task_validate_products", datetime.timedelta(hours=5), 1)
     worker_ran("workflow:task_validate_products", RuntimeError("refused: engine busy"),

@@ -313,6 +313,12 @@ def guardian_visible_subscriptions(user) -> QuerySet[Subscription]:
 LIST_DEFERRED = ("instance_values", "note")
 
 
+def subscription_list_rows(user) -> QuerySet[Subscription]:
+    """The subscriptions list (page and API) as `user` may see it: newest first, without the
+    fields only the detail shows."""
+    return subscriptions_for_user(user).defer(*LIST_DEFERRED).order_by("-created_at", "-pk")
+
+
 def process_subscriptions(user, process: Process) -> QuerySet[Subscription]:
     """The subscriptions a process touched, as far as `user` may see them."""
     return subscriptions_for_user(user).filter(processes=process)

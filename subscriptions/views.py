@@ -97,12 +97,7 @@ def product_list(request: HttpRequest) -> HttpResponse:
 def subscription_list(request: HttpRequest) -> HttpResponse:
     user = request.user
     products = selectors.products_for_user(user).order_by("name")
-    queryset = (
-        selectors.subscriptions_for_user(user)
-        .select_related("product")
-        .defer(*selectors.LIST_DEFERRED)
-        .order_by("-created_at", "-pk")
-    )
+    queryset = selectors.subscription_list_rows(user).select_related("product")
     subscription_filter = SubscriptionPageFilter(
         request.GET or None, queryset=queryset, products=products
     )

@@ -97,11 +97,8 @@ class SubscriptionViewSet(
     def get_queryset(self) -> QuerySet[Subscription]:
         if getattr(self, "swagger_fake_view", False):
             return Subscription.objects.none()
-        return (
-            selectors.subscriptions_for_user(self.request.user)
-            .select_related("product__product_type")
-            .defer(*selectors.LIST_DEFERRED)
-            .order_by("-created_at", "-pk")
+        return selectors.subscription_list_rows(self.request.user).select_related(
+            "product__product_type"
         )
 
     def get_serializer_class(self):

@@ -14,6 +14,10 @@ from django.utils.timezone import template_localtime
 register = template.Library()
 
 MAX_VALUE_CHARS = 400
+# The markup of status_badge and time_tag, for lists that write whole rows in one format_html.
+STATUS_BADGE_HTML = '<span class="badge badge-{}">{}</span>'
+TIME_HTML = '<time datetime="{}">{}</time>'
+TIME_FORMAT = "%Y-%m-%d %H:%M"
 
 
 @register.filter
@@ -48,8 +52,7 @@ def duration(step) -> str:
 def status_badge(status: str) -> str:
     # format_html, not an inclusion template: lists render one per row (a template costs
     # ten times as much).
-    return format_html('<span class="badge badge-{}">{}</span>', status,
-                       str(status).replace("_", " "))
+    return format_html(STATUS_BADGE_HTML, status, str(status).replace("_", " "))
 
 
 @register.simple_tag
@@ -59,8 +62,7 @@ def time_tag(moment: datetime.datetime | None) -> str:
     if moment is None:
         return ""
     moment = template_localtime(moment)
-    return format_html('<time datetime="{}">{}</time>', moment.isoformat(),
-                       moment.strftime("%Y-%m-%d %H:%M"))
+    return format_html(TIME_HTML, moment.isoformat(), moment.strftime(TIME_FORMAT))
 
 
 @register.simple_tag(takes_context=True)

@@ -159,6 +159,40 @@ def test_list_times_are_written_as_the_date_filters_write_them(settings):
     assert tag.render({"m": None}) == ""
 
 
+def test_list_rows_are_written_as_the_template_wrote_them(box_product):
+    """subscription_rows writes what the row template wrote (its tags and filters, escaping
+    included) for hostile text, both in-sync states and every status, in another time zone."""
+    from django.template import engines
+    from django.utils import timezone
+
+    template_row = engines["django"].from_string(
+        "{% load orchestrator_tags %}{% for s in rows %}"
+        '<tr><td><a href="{% url \'subscription-detail\' s.pk %}">{{ s.description }}</a> '
+        '<span class="muted mono">{{ s.pk|stringformat:"s"|slice:":8" }}</span></td>'
+        '<td>{{ s.product.name }}</td><td class="mono">{{ s.customer_id }}</td>'
+        "<td>{% status_badge s.status %}</td><td>{% if s.insync %}"
+        '<span class="badge badge-insync">in sync</span>{% else %}'
+        '<span class="badge badge-outofsync">out of sync</span>{% endif %}</td>'
+        "<td>{{ s.version }}</td><td>{% time_tag s.created_at %}</td></tr>"
+        "{% if not forloop.last %}\n{% endif %}{% endfor %}"
+    )
+    tag = engines["django"].from_string(
+        "{% load subscription_tags %}{% subscription_rows rows %}"
+    )
+    hostile = "<script>alert('x')</script> & \"quoted\""
+    for status in Subscription._meta.get_field("status").choices:
+        Subscription.objects.create(
+            product=box_product, description=hostile, customer_id=f"<b>{status[0]}</b>",
+            status=status[0], insync=len(status[0]) % 2 == 0,
+        )
+    rows = list(Subscription.objects.select_related("product"))
+    assert {row.insync for row in rows} == {True, False}
+    with timezone.override("America/St_Johns"):
+        written = tag.render({"rows": rows})
+        assert written == template_row.render({"rows": rows})
+    assert "<script>" not in written and "&lt;script&gt;" in written
+
+
 @pytest.mark.parametrize(
     ("query", "status"),
     [

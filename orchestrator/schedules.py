@@ -129,19 +129,36 @@ def describe_schedule(task: PeriodicTask) -> str:
     return ""
 
 
-def next_run_at(task: PeriodicTask, now: datetime.datetime | None = None):
-    """When celery-beat will next send `task` (None when disabled, or when it cannot tell)."""
+def remaining_until_next_run(
+    task: PeriodicTask, now: datetime.datetime
+) -> datetime.timedelta | None:
+    """How long until celery-beat next sends `task`, negative when it is overdue (None when
+    disabled, or when it cannot tell)."""
     if not task.enabled:
         return None
-    now = now or timezone.now()
     last = task.last_run_at or task.date_changed or now
     try:
-        remaining = task.schedule.remaining_estimate(last)
+        return task.schedule.remaining_estimate(last)
     except Exception:  # noqa: BLE001 - a schedule beat cannot compute (e.g. solar without ephem)
+        return None
+
+
+def next_run_at(task: PeriodicTask, now: datetime.datetime | None = None):
+    """When celery-beat will next send `task`: an overdue task at its next tick, now (None when
+    disabled, or when it cannot tell)."""
+    now = now or timezone.now()
+    remaining = remaining_until_next_run(task, now)
+    if remaining is None:
         return None
     # Rounded: the schedule measured `remaining` from its own clock, a moment after `now`.
     when = now + max(remaining, datetime.timedelta(0)) + datetime.timedelta(milliseconds=500)
     return when.replace(microsecond=0)
+
+
+def is_due(task: PeriodicTask, now: datetime.datetime) -> bool:
+    """Whether `task` is overdue: celery-beat sends it at its next tick."""
+    remaining = remaining_until_next_run(task, now)
+    return remaining is not None and remaining <= datetime.timedelta(0)
 
 
 def last_outcomes(tasks: list[PeriodicTask]) -> dict[str, ScheduleRun]:

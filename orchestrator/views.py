@@ -574,6 +574,7 @@ def schedule_list(request: HttpRequest) -> HttpResponse:
             "schedule": schedules.describe_schedule(task),
             "cron": schedules.cron_of(task),
             "next_run": schedules.next_run_at(task, now),
+            "due": schedules.is_due(task, now),  # "due now", not "in 1 second"
             "outcome": outcome,
             "process_visible": bool(outcome and outcome.process_id in visible),
         })

@@ -89,6 +89,17 @@ def test_the_page_shows_last_run_outcome_next_run_and_words(client, synced):
     assert "RuntimeError: refused: engine busy" in validate and "badge-failed" in validate
 
 
+def test_an_overdue_schedule_is_due_now_not_in_the_past(client, synced):
+    """A schedule whose next run has passed (beat sends it at its next tick) says "due now"."""
+    beat_sent(SWEEP_TASK_NAME, datetime.timedelta(minutes=5), 7)  # every 30 s: 4.5 min overdue
+    beat_sent("workflow:task_clean_up_tasks", datetime.timedelta(seconds=1), 1)  # 03:30 daily
+    client.force_login(user_with_role("viewer"))
+    page = client.get("/schedules/").content.decode()
+    sweep = section(page, SWEEP_TASK_NAME)
+    assert ">due now</time>" in sweep and sweep.count(" ago</time>") == 1  # the last run
+    assert "due now" not in section(page, "workflow:task_clean_up_tasks")
+
+
 def section(page: str, name: str) -> str:
     """The table row of one schedule."""
     task = PeriodicTask.objects.get(name=name)

@@ -29,6 +29,14 @@ def as_json(value: Any, limit: int = MAX_VALUE_CHARS) -> str:
 
 
 @register.filter
+def entries(mapping: Any) -> list[tuple[Any, Any]]:
+    """A dict's (key, value) pairs for `{% for key, value in d|entries %}`: `d.items` in a
+    template looks up a key named "items" first, so a state or outputs with such a key (or
+    "keys", "values") broke the page."""
+    return list(mapping.items()) if isinstance(mapping, dict) else []
+
+
+@register.filter
 def as_pretty_json(value: Any) -> str:
     return json.dumps(value, cls=DjangoJSONEncoder, sort_keys=True, indent=2, ensure_ascii=False)
 

@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from orchestrator import services, views
 from orchestrator.forms import PAGES_FIELD, PagedForm, SecretField
-from orchestrator.models import EngineSettings, Process, ProcessStatus, ProcessTag
+from orchestrator.models import EngineSettings, Process, ProcessStatus, ProcessStep, ProcessTag
 from orchestrator.runner import run_process
 from tests.factories import user_with_role
 
@@ -397,6 +397,23 @@ def test_process_page_shows_steps_what_they_changed_and_stops_live_refresh(clien
     fragment = client.get(reverse("process-fragment", args=[process.pk]))
     assert "no-store" in fragment["Cache-Control"]
     assert "data-live-root" in html(fragment) and "<html" not in html(fragment)
+
+
+@pytest.mark.django_db
+def test_state_keys_named_like_dict_methods_show_on_the_process_page(client, operator):
+    """A step that writes `items`, `keys` or `values` into the state (a template's `d.items`
+    would read the key, not the method) shows them like any other key."""
+    process = started_and_run("task_demo", [{"message": "odd", "step_seconds": 0}], operator)
+    odd = {"items": [1, 2], "keys": "k", "values": {"a": 1}}
+    ProcessStep.objects.create(process=process, name="Odd keys", status="success",
+                               started_at=process.last_modified_at,
+                               completed_at=process.last_modified_at,
+                               state={**process.state, **odd})
+    client.force_login(operator)
+    page = client.get(reverse("process-detail", args=[process.pk]))
+    assert page.status_code == 200
+    for key in odd:
+        assert f'<code class="key">{key}</code>' in html(page)
 
 
 @pytest.mark.django_db

@@ -11,7 +11,7 @@ from django.db.models import Q
 from django.urls import reverse
 
 from blueprints import runs, selectors
-from blueprints.models import ExecutionStep
+from blueprints.models import Execution, ExecutionStep
 from orchestrator.crypto import decrypt_json
 from orchestrator.extensions import ProcessExtension, Reservation, Touched
 from orchestrator.models import Process, Workflow
@@ -66,22 +66,34 @@ class BlueprintExtension(ProcessExtension):
         return None
 
     def touched(self, user, process: Process) -> list[Touched]:
-        visible = selectors.executions_for_user(user)
-        items = []
-        for step in ExecutionStep.objects.filter(
-            execution__in=visible.values("pk"), process=process
-        ).select_related("execution__blueprint"):
-            items.append(Touched(
+        # The links first, visibility only when there are any: most processes are no
+        # blueprint's, and working out what a user may see costs some milliseconds.
+        steps = list(
+            ExecutionStep.objects.filter(process=process).select_related("execution__blueprint")
+        )
+        executions = list(Execution.objects.filter(Q(run=process) | Q(teardown_run=process))
+                          .select_related("blueprint"))
+        if not steps and not executions:
+            return []
+        visible = set(selectors.executions_for_user(user).filter(
+            pk__in={step.execution_id for step in steps} | {run.pk for run in executions}
+        ).values_list("pk", flat=True))
+        items = [
+            Touched(
                 kind="execution_step", heading="Blueprint execution", id=str(step.execution_id),
                 label=f"{step.execution.blueprint.name} · {step.template_snapshot.get('name')}",
                 url=reverse("execution-detail", args=[step.execution_id]), status=step.status,
-            ))
-        for execution in visible.filter(Q(run=process) | Q(teardown_run=process)):
-            items.append(Touched(
+            )
+            for step in steps if step.execution_id in visible
+        ]
+        items += [
+            Touched(
                 kind="execution", heading="Blueprint execution", id=str(execution.pk),
                 label=f"{execution.blueprint.name} execution",
                 url=reverse("execution-detail", args=[execution.pk]), status=execution.status,
-            ))
+            )
+            for execution in executions if execution.pk in visible
+        ]
         return items
 
     def process_stopped(self, process: Process, status: str) -> None:

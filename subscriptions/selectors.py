@@ -319,9 +319,18 @@ def subscription_list_rows(user) -> QuerySet[Subscription]:
     return subscriptions_for_user(user).defer(*LIST_DEFERRED).order_by("-created_at", "-pk")
 
 
-def process_subscriptions(user, process: Process) -> QuerySet[Subscription]:
-    """The subscriptions a process touched, as far as `user` may see them."""
-    return subscriptions_for_user(user).filter(processes=process)
+def process_subscriptions(user, process: Process) -> list[Subscription]:
+    """The subscriptions a process touched, as far as `user` may see them. The links are read
+    first: most processes touch none or one, and working out what a user may see costs more
+    (some milliseconds of query building) than reading them."""
+    touched = list(Subscription.objects.filter(processes=process))
+    if not touched:
+        return []
+    visible = set(
+        subscriptions_for_user(user).filter(pk__in=[subscription.pk for subscription in touched])
+        .values_list("pk", flat=True)
+    )
+    return [subscription for subscription in touched if subscription.pk in visible]
 
 
 def products_for_user(user) -> QuerySet[Product]:

@@ -212,3 +212,21 @@ def test_a_child_never_names_a_parent_the_user_may_not_view(granted, api, client
     assign_perm("orchestrator.view_process", granted, parent)
     assert api(granted).get(f"/api/processes/{child.pk}/").json()["parent"] == str(parent.pk)
     assert str(parent.pk) in client.get(f"/processes/{child.pk}/").content.decode()
+
+
+def test_a_process_shows_only_the_touched_subscriptions_the_user_may_see(related, api, client,
+                                                                         admin_user):
+    """The process's touched objects (API and page) leave out a subscription the user may not
+    see, though the process touched it; a user who may see everything gets both."""
+    from subscriptions.models import ProcessSubscription
+
+    holder, mine, theirs = related["holder"], related["mine"], related["theirs"]
+    ProcessSubscription.objects.create(process=holder, subscription=theirs)
+    assign_perm("orchestrator.view_process", related["user"], holder)
+    body = api(related["user"]).get(f"/api/processes/{holder.pk}/").json()
+    assert [item["id"] for item in body["touched"]] == [str(mine.pk)]
+    client.force_login(related["user"])
+    page = client.get(f"/processes/{holder.pk}/").content.decode()
+    assert mine.description in page and theirs.description not in page
+    everything = api(admin_user).get(f"/api/processes/{holder.pk}/").json()
+    assert {item["id"] for item in everything["touched"]} == {str(mine.pk), str(theirs.pk)}

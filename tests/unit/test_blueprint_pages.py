@@ -350,6 +350,27 @@ def test_the_execution_page_shows_steps_by_level_and_the_live_fragment_stops_whe
     assert page.index("Level 0") < page.index(f'id="step-{steps["app"].pk}"')
 
 
+def test_a_child_process_names_its_execution_only_to_who_may_see_it(client, operator, nobody,
+                                                                   three_tier):
+    """A step's process and the execution's run show their execution among what they touched,
+    to a user who may view the execution, and not to one who may view only the process."""
+    execution = services.create_execution(blueprint=three_tier, user=operator)
+    services.execute_execution(execution=execution, user=operator)
+    drain()
+    execution.refresh_from_db()
+    child = steps_of(execution)["app"].process
+    for process in (child, execution.run):
+        assign_perm("orchestrator.view_process", nobody, process)
+        for user, shown in ((operator, [str(execution.pk)]), (nobody, [])):
+            logged_in(client, user)
+            body = client.get(f"/api/processes/{process.pk}/").json()
+            assert [item["id"] for item in body["touched"]
+                    if item["kind"].startswith("execution")] == shown, user
+    logged_in(client, operator)
+    page = html(client.get(reverse("process-detail", args=[child.pk])))
+    assert reverse("execution-detail", args=[execution.pk]) in page and "three-tier · app" in page
+
+
 def test_an_operator_changes_overrides_while_pending_and_nothing_else(client, operator,
                                                                      execution):
     logged_in(client, operator)

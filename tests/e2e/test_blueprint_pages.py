@@ -13,6 +13,8 @@ import pytest
 
 from blueprints import demo, services
 from blueprints.models import Blueprint, Execution, Template
+from orchestrator.models import RUNNABLE_STATUSES, Process, ProcessStatus
+from tests.conftest import wait_for
 from tests.e2e.test_browser import log_in
 from tests.e2e.test_newcomer import keep
 from tests.factories import user_with_role
@@ -80,6 +82,10 @@ def test_operator_executes_the_demo_blueprint_and_watches_its_levels_complete(
     page.wait_for_url(re.compile(rf"/subscriptions/{steps['EKS Cluster'].resource_id}/$"))
     assert "5 nodes" in page.locator("h1").inner_text()
     keep(page, tmp_path, "resource")
+    # The execution's run ends after its last step does; waiting for it also keeps the worker
+    # from writing its last rows while the test's rows are being deleted.
+    wait_for(lambda: not Process.objects.filter(status__in=RUNNABLE_STATUSES).exists())
+    assert Process.objects.get(pk=execution.run_id).status == ProcessStatus.COMPLETED
 
 
 def test_viewer_browses_templates_and_executions_without_any_button(

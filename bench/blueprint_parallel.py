@@ -12,7 +12,9 @@
    It also prints the CPU time the whole machine was busy during the run (workers,
    PostgreSQL, broker): divided by the cores, a floor under the wall time. When that
    floor is above the critical path the run is CPU-bound, and only less work per step
-   (not more parallelism) brings it down; run it on a quiet machine.
+   (not more parallelism) brings it down; run it on a quiet machine. And the run's own
+   CPU time: the workers' and the PostgreSQL backends' of this database (the broker's
+   left out), which other work on a shared machine does not inflate.
 2. Validating and planning a blueprint of 2,000 templates (wiring like the above): the
    validator and planner in memory, the plan read from the database, the checks of a save
    (`validate_blueprint`), and a whole save (which also writes the 2,000 members and 3,960 wiring
@@ -26,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,6 +42,7 @@ import django  # noqa: E402
 django.setup()
 
 from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
 
 from blueprints import selectors, services  # noqa: E402
 from blueprints.models import Blueprint, Execution, Template  # noqa: E402
@@ -119,17 +123,50 @@ def busy_cpu_seconds() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def execute_once(blueprint: Blueprint) -> tuple[float, float, float]:
-    """Wall time, the median sleeping step, and the machine's busy CPU seconds of one run."""
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """CPU time (user + system) each of `pids` used so far (Linux /proc; gone ones left out)."""
+    used = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        used[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return used
+
+
+def own_pids(workers: list[subprocess.Popen]) -> list[int]:
+    """The run's own processes: the workers, and the PostgreSQL backends serving this
+    database (the workers', and this process's)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        backends = [pid for (pid,) in cursor.fetchall()]
+    return [worker.pid for worker in workers] + backends
+
+
+def execute_once(blueprint: Blueprint, workers: list[subprocess.Popen]) -> Run:
+    """Wall time, the median sleeping step, the machine's busy CPU seconds and the run's
+    own (workers and their database backends) of one run."""
     execution = services.create_execution(blueprint=blueprint)
+    own = cpu_seconds(own_pids(workers))
     start, busy = time.perf_counter(), busy_cpu_seconds()
     services.execute_execution(execution=execution)
     wait(lambda: Execution.objects.filter(pk=execution.pk, status__in=("done", "error")).exists())
     wall, busy = time.perf_counter() - start, busy_cpu_seconds() - busy
+    after = cpu_seconds(own_pids(workers))
     execution.refresh_from_db()
     if execution.status != "done":
         raise SystemExit(f"the execution failed: {execution.error_message}")
-    return wall, step_seconds(execution), busy
+    own_cpu = sum(seconds - own.get(pid, 0.0) for pid, seconds in after.items())
+    return Run(wall, step_seconds(execution), busy, own_cpu)
+
+
+@dataclass(frozen=True)
+class Run:
+    wall: float
+    step: float
+    busy: float  # the whole machine's busy CPU seconds
+    own: float  # the workers' and their database backends' CPU seconds
 
 
 def start_workers() -> list[subprocess.Popen]:
@@ -177,16 +214,17 @@ def main() -> None:
     workers = start_workers()
     try:
         warm = make_blueprint("warm-up", 2, 4)
-        execute_once(warm)
-        results = [execute_once(blueprint) for _ in range(RUNS)]
+        execute_once(warm, workers)
+        results = [execute_once(blueprint, workers) for _ in range(RUNS)]
     finally:
         for worker in workers:
             worker.terminate()
         for worker in workers:
             worker.wait(timeout=60)
-    wall = statistics.median(r[0] for r in results)
-    step = statistics.median(r[1] for r in results)
-    busy = statistics.median(r[2] for r in results)
+    wall = statistics.median(r.wall for r in results)
+    step = statistics.median(r.step for r in results)
+    busy = statistics.median(r.busy for r in results)
+    own = statistics.median(r.own for r in results)
     cores = os.cpu_count() or 1
     ideal = LEVELS * SLEEP
     measured_path = LEVELS * step
@@ -200,6 +238,9 @@ def main() -> None:
     print(f"  machine CPU busy during the run       {busy:7.3f} s  "
           f"= {1000 * busy / (LEVELS * WIDTH):.0f} ms per template step; on {cores} cores the "
           f"wall time cannot be below {busy / cores:.3f} s")
+    print(f"  the run's own CPU (workers, database)  {own:7.3f} s  "
+          f"= {1000 * own / (LEVELS * WIDTH):.0f} ms per template step (what a busy machine's "
+          f"other work leaves out)")
 
 
 if __name__ == "__main__":

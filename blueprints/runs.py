@@ -19,15 +19,17 @@ the other way and locks in descending order; it never runs beside an execution.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
-from django.db.models import Q
+from django.db import connection, transaction
 from django.utils import timezone
 
+from blueprints import rows
 from blueprints.models import (
+    Blueprint,
     Execution,
     ExecutionStatus,
     ExecutionStep,
@@ -40,7 +42,7 @@ from orchestrator import services as engine
 from orchestrator.crypto import decrypt_json
 from orchestrator.exceptions import OrchestratorError, RunCancelled
 from orchestrator.extensions import STOPPED_STATUSES
-from orchestrator.models import RETRYABLE_STATUSES, Process, ProcessStatus
+from orchestrator.models import RETRYABLE_STATUSES, Process, ProcessStatus, Workflow
 from subscriptions.models import Subscription
 
 logger = logging.getLogger(__name__)
@@ -67,13 +69,28 @@ def facts_of(steps: list[ExecutionStep]) -> Facts:
             for step in steps}
 
 
+# What starting a step reads of the step itself (the rest of its row is left unread).
+STEP_TO_START: rows.Part = (ExecutionStep, "s", (
+    "id", "execution", "template", "template_snapshot", "upstream", "status",
+    "source_code_version", "storage",
+))
+FACT_COLUMNS: rows.Part = (ExecutionStep, "s", (
+    "template", "status", "outputs", "template_snapshot", "resource",
+))
+
+
 def upstream_facts(execution_id: Any, steps: list[ExecutionStep]) -> Facts:
-    """Facts of the steps that `steps` wait for, read light (no snapshot but its name)."""
-    wanted = {template_id for step in steps for template_id in step.upstream}
-    rows = ExecutionStep.objects.filter(execution_id=execution_id, template_id__in=wanted)
-    return {template_id: Fact(status, outputs or {}, name or str(template_id), resource_id)
-            for template_id, status, outputs, name, resource_id in rows.values_list(
-                "template_id", "status", "outputs", "template_snapshot__name", "resource_id")}
+    """Facts of the steps that `steps` wait for."""
+    wanted = sorted({template_id for step in steps for template_id in step.upstream})
+    if not wanted:
+        return {}
+    found = rows.select(
+        (FACT_COLUMNS,),
+        f"FROM {rows.table(ExecutionStep)} s WHERE s.execution_id = %s "
+        f"AND s.template_id IN ({', '.join(['%s'] * len(wanted))})",
+        [rows.param(ExecutionStep, "execution", execution_id), *wanted],
+    )
+    return facts_of([step for (step,) in found])
 
 
 @functools.lru_cache(maxsize=64)
@@ -110,7 +127,7 @@ def fail_step(step: ExecutionStep, message: str) -> None:
     step.status = StepStatus.ERROR
     step.error_message = message[:MAX_ERROR]
     step.completed_at = timezone.now()
-    step.save(update_fields=["status", "error_message", "completed_at"])
+    rows.update(step, ["status", "error_message", "completed_at"])
 
 
 def start_step(execution: Execution, step: ExecutionStep, facts: Facts,
@@ -140,7 +157,7 @@ def start_step(execution: Execution, step: ExecutionStep, facts: Facts,
         return False
     if process.status in STOPPED_STATUSES:  # cancelled at once by a concurrency limit
         step.process = process
-        step.save(update_fields=["process"])
+        rows.update(step, ["process"])
         fail_step(step, f"{step.template_snapshot['workflow']} {process.status}: "
                         f"{process.failed_reason or 'no reason given'}")
         return False
@@ -150,8 +167,8 @@ def start_step(execution: Execution, step: ExecutionStep, facts: Facts,
     step.started_at = timezone.now()
     step.completed_at = None
     step.resolved_variables = {name: value.as_dict() for name, value in resolved.items()}
-    step.save(update_fields=["status", "process", "error_message", "started_at", "completed_at",
-                             "resolved_variables"])
+    rows.update(step, ["status", "process", "error_message", "started_at", "completed_at",
+                       "resolved_variables"])
     return True
 
 
@@ -227,30 +244,39 @@ def settle(execution_id: Any) -> None:
     While a step is still pending and none is in error, the execution cannot end yet: the
     lock is skipped, so steps finishing at the same time do not queue for it (a pending
     step only ever starts, and its own completion settles later)."""
-    open_statuses = set(
-        ExecutionStep.objects.filter(execution_id=execution_id,
-                                     status__in=(StepStatus.PENDING, StepStatus.ERROR))
-        .order_by().values_list("status", flat=True).distinct()
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT DISTINCT status FROM {rows.table(ExecutionStep)} "  # noqa: S608
+            f"WHERE execution_id = %s AND status IN (%s, %s)",
+            [rows.param(ExecutionStep, "execution", execution_id),
+             StepStatus.PENDING, StepStatus.ERROR],
+        )
+        open_statuses = {status for (status,) in cursor.fetchall()}
     if open_statuses == {StepStatus.PENDING}:
         return
-    execution = Execution.objects.select_for_update().get(pk=execution_id)
-    statuses = list(ExecutionStep.objects.filter(execution_id=execution_id)
-                    .values_list("status", "template_snapshot__name", "error_message"))
-    now = timezone.now()
-    errors = [(name, message) for status, name, message in statuses if status == StepStatus.ERROR]
-    if execution.status == ExecutionStatus.IN_PROGRESS and errors:
-        name, message = errors[0]
+    [(execution,)] = rows.select(
+        ((Execution, "e", ("id", "status")),),
+        f"FROM {rows.table(Execution)} e WHERE e.id = %s",
+        [rows.param(Execution, "id", execution_id)], lock_of="e",
+    )
+    if execution.status != ExecutionStatus.IN_PROGRESS:
+        return
+    unfinished = [step for (step,) in rows.select(
+        ((ExecutionStep, "s", ("id", "status", "template_snapshot", "error_message")),),
+        f"FROM {rows.table(ExecutionStep)} s WHERE s.execution_id = %s AND s.status <> %s "
+        f"ORDER BY {rows.column('s', ExecutionStep, 'order')}",
+        [rows.param(ExecutionStep, "execution", execution_id), StepStatus.DONE],
+    )]
+    errors = [step for step in unfinished if step.status == StepStatus.ERROR]
+    execution.completed_at = timezone.now()
+    if errors:
+        name = errors[0].template_snapshot.get("name")
         execution.status = ExecutionStatus.ERROR
-        execution.error_message = f"Step {name} failed: {message}"[:MAX_ERROR]
-        execution.completed_at = now
-        execution.save(update_fields=["status", "error_message", "completed_at"])
-    elif execution.status == ExecutionStatus.IN_PROGRESS and all(
-        status == StepStatus.DONE for status, _, _ in statuses
-    ):
+        execution.error_message = f"Step {name} failed: {errors[0].error_message}"[:MAX_ERROR]
+        rows.update(execution, ["status", "error_message", "completed_at"])
+    elif not unfinished:
         execution.status = ExecutionStatus.DONE
-        execution.completed_at = now
-        execution.save(update_fields=["status", "completed_at"])
+        rows.update(execution, ["status", "completed_at"])
 
 
 def outputs_of(step: ExecutionStep, process: Process) -> tuple[dict[str, Any], list[str]]:
@@ -273,11 +299,14 @@ def step_stopped(step: ExecutionStep, status: str) -> None:
     """A step's child process stopped (`step` locked, its process read in this transaction):
     record it, start what it made ready, settle."""
     process = step.process
-    now = timezone.now()
+    step.completed_at = timezone.now()
+    step.error_message = ""
+    written = ["status", "error_message", "completed_at"]
     if status == ProcessStatus.COMPLETED:
         outputs, missing = outputs_of(step, process)
         step.outputs = outputs
         step.resource = resource_of(step, process)
+        written += ["outputs", "resource"]
         if missing:
             step.status = StepStatus.ERROR
             step.error_message = (f"{process.workflow.name} finished without the output(s): "
@@ -288,29 +317,32 @@ def step_stopped(step: ExecutionStep, status: str) -> None:
         step.status = StepStatus.ERROR
         reason = process.failed_reason or "no reason given"
         step.error_message = f"{process.workflow.name} {status}: {reason}"[:MAX_ERROR]
-    step.completed_at = now
-    step.save(update_fields=["outputs", "resource", "status", "error_message", "completed_at"])
+    rows.update(step, written)
     execution = step.execution
+    downstream: list[ExecutionStep] = []
     if step.status == StepStatus.DONE and execution.status == ExecutionStatus.IN_PROGRESS:
         downstream = pending_downstream(execution.pk, step.template_id)
         if downstream:
             # The run is only the children's parent here: its key, not its whole row.
             start_steps(execution, upstream_facts(execution.pk, downstream), downstream,
                         Process(pk=execution.run_id) if execution.run_id else None)
+    statuses = {s.status for s in downstream}
+    if StepStatus.PENDING in statuses and StepStatus.ERROR not in statuses:
+        return  # a step this transaction holds locked stays pending: nothing to settle yet
     settle(execution.pk)
 
 
 def pending_downstream(execution_id: Any, template_id: int) -> list[ExecutionStep]:
     """The pending steps that wait for `template_id`, locked in key order. PostgreSQL finds
     them by JSON containment and locks only those; SQLite (one writer) filters in Python."""
-    from django.db import connection
-
-    pending = ExecutionStep.objects.select_for_update().filter(
-        execution_id=execution_id, status=StepStatus.PENDING
-    ).order_by("pk")
+    rest = (f"FROM {rows.table(ExecutionStep)} s WHERE s.execution_id = %s "  # noqa: S608
+            f"AND s.status = %s")
+    params = [rows.param(ExecutionStep, "execution", execution_id), StepStatus.PENDING]
     if connection.vendor == "postgresql":
-        return list(pending.filter(upstream__contains=[template_id]))
-    return [step for step in pending if template_id in step.upstream]
+        rest += " AND s.upstream @> %s::jsonb"
+        params.append(json.dumps([template_id]))
+    found = rows.select((STEP_TO_START,), rest + " ORDER BY s.id", params, lock_of="s")
+    return [step for (step,) in found if template_id in step.upstream]
 
 
 # --- tear down ---------------------------------------------------------------------------
@@ -419,21 +451,53 @@ def settle_teardown(execution_id: Any) -> None:
     execution.save(update_fields=["teardown_status"])
 
 
+# What a step's completion reads, with the step it locks: the execution (not locked:
+# `settle` locks it when the execution may end) and the step's process as this
+# transaction sees it (its final state and reason, whatever the caller's copy holds).
+STOPPED_STEP: tuple[rows.Part, ...] = (
+    (ExecutionStep, "s", ("id", "execution", "template", "template_snapshot", "status",
+                          "process", "teardown_process")),
+    (Execution, "e", ("id", "blueprint", "status", "run", "variable_overrides",
+                      "secret_overrides", "parent_overrides")),
+    (Blueprint, "b", ("id", "name")),
+    (Process, "p", ("id", "workflow", "state", "failed_reason")),
+    (Workflow, "w", ("id", "name")),
+)
+
+
+def stopped_step(process: Process) -> ExecutionStep | None:
+    """The step (or tear-down step) `process` ran, locked, with its execution and process:
+    one statement."""
+    step_table = rows.table(ExecutionStep)
+    found = rows.select(
+        STOPPED_STEP,
+        f"FROM {step_table} s "
+        f"JOIN {rows.table(Execution)} e ON e.id = s.execution_id "
+        f"JOIN {rows.table(Blueprint)} b ON b.id = e.blueprint_id "
+        f"LEFT JOIN {rows.table(Process)} p ON p.id = s.process_id "
+        f"LEFT JOIN {rows.table(Workflow)} w ON w.id = p.workflow_id "
+        f"WHERE (s.process_id = %s AND s.status = %s) OR s.teardown_process_id = %s "
+        f"ORDER BY s.id LIMIT 1",
+        [rows.param(ExecutionStep, "process", process.pk), StepStatus.IN_PROGRESS,
+         rows.param(ExecutionStep, "process", process.pk)],
+        lock_of="s",
+    )
+    if not found:
+        return None
+    [(step, execution, blueprint, step_process, workflow)] = found
+    execution.blueprint = blueprint
+    step.execution = execution
+    if step_process is not None:
+        step_process.workflow = workflow
+        step.process = step_process
+    return step
+
+
 def process_stopped(process: Process, status: str) -> None:
-    """The blueprints extension's hook: only child processes can be blueprint steps. One
-    statement finds and locks the step (or tear-down step) the process ran, with its
-    execution (not locked: `settle` locks it when the execution may end) and the process as
-    this transaction sees it: its final state, status and reason, whatever the caller's copy
-    holds."""
+    """The blueprints extension's hook: only child processes can be blueprint steps."""
     if process.parent_id is None:
         return
-    step = (
-        ExecutionStep.objects.select_for_update(of=("self",))
-        .select_related("process__workflow", "execution__blueprint")
-        .defer("execution__wiring_snapshot")
-        .filter(Q(process=process, status=StepStatus.IN_PROGRESS) | Q(teardown_process=process))
-        .first()
-    )
+    step = stopped_step(process)
     if step is None:
         return
     if step.process_id == process.pk and step.status == StepStatus.IN_PROGRESS:

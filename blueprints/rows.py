@@ -1,0 +1,121 @@
+"""Lean reads and writes for a step's completion (blueprints.runs), the per-step hot path of
+an execution: SQL written from the models' metadata once per shape, rows converted as the
+ORM converts a query's. Building the same ORM queries again at every step was most of
+its CPU (bench/blueprint_parallel.py), for statements whose shape never changes.
+
+Portable SQL (PostgreSQL and SQLite); only model metadata (quoted names) is formatted into
+it, every value is a parameter.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.models import Field, Model
+
+# What a row is read into: (model, table alias, field names); the instances it makes
+# have only these fields loaded (the others load on first use, as with `.only()`).
+Part = tuple[type[Model], str, tuple[str, ...]]
+
+
+@functools.cache
+def fields_of(model: type[Model], names: tuple[str, ...]) -> tuple[Field, ...]:
+    """The fields `names`, in the model's order (the order `Model.from_db` takes values in)."""
+    wanted = {model._meta.get_field(name) for name in names}
+    return tuple(field for field in model._meta.concrete_fields if field in wanted)
+
+
+def quote(name: str) -> str:
+    return connections[DEFAULT_DB_ALIAS].ops.quote_name(name)
+
+
+def table(model: type[Model]) -> str:
+    return quote(model._meta.db_table)
+
+
+def column(alias: str, model: type[Model], name: str) -> str:
+    return f"{alias}.{quote(model._meta.get_field(name).column)}"
+
+
+def param(model: type[Model], name: str, value: Any) -> Any:
+    """`value` as a parameter for the column of `model`'s field `name`."""
+    return model._meta.get_field(name).get_db_prep_value(value, connections[DEFAULT_DB_ALIAS])
+
+
+@functools.cache
+def select_list(parts: tuple[Part, ...]) -> str:
+    return ", ".join(
+        f"{alias}.{quote(field.column)}"
+        for model, alias, names in parts for field in fields_of(model, names)
+    )
+
+
+@functools.cache
+def converters_of(vendor: str, model: type[Model],
+                  names: tuple[str, ...]) -> list[tuple[Any, list[Any]]]:
+    """Each field's column expression and the converters the ORM applies to its values."""
+    db = connections[DEFAULT_DB_ALIAS]
+    converters = []
+    for field in fields_of(model, names):
+        col = field.get_col(model._meta.db_table)
+        converters.append((col, db.ops.get_db_converters(col) + col.get_db_converters(db)))
+    return converters
+
+
+def instance(model: type[Model], names: tuple[str, ...], values: Sequence[Any]) -> Any:
+    """An instance of `model` with the fields `names` loaded from raw column `values`."""
+    db = connections[DEFAULT_DB_ALIAS]
+    fields = fields_of(model, names)
+    converted = []
+    for (col, field_converters), value in zip(converters_of(db.vendor, model, names), values,
+                                              strict=True):
+        for converter in field_converters:
+            value = converter(value, col, db)
+        converted.append(value)
+    return model.from_db(db.alias, [field.attname for field in fields], converted)
+
+
+def select(parts: tuple[Part, ...], rest: str, params: Sequence[Any],
+           lock_of: str | None = None) -> list[tuple[Any, ...]]:
+    """`SELECT <parts' columns> <rest>`, each row as one instance per part (None for a
+    part whose columns are all NULL: an outer join that found nothing). `lock_of` locks
+    the rows of that table alias (FOR UPDATE OF; the whole SELECT where OF is not
+    supported; nothing where the database has one writer at a time, like SQLite)."""
+    db = connections[DEFAULT_DB_ALIAS]
+    sql = f"SELECT {select_list(parts)} {rest}"
+    if lock_of is not None and db.features.has_select_for_update:
+        sql += " FOR UPDATE" + (f" OF {lock_of}" if db.features.has_select_for_update_of else "")
+    with db.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    found = []
+    for row in rows:
+        instances, start = [], 0
+        for model, _, names in parts:
+            values = row[start:start + len(names)]
+            start += len(names)
+            empty = all(value is None for value in values)
+            instances.append(None if empty else instance(model, names, values))
+        found.append(tuple(instances))
+    return found
+
+
+@functools.cache
+def update_sql(vendor: str, model: type[Model], names: tuple[str, ...]) -> str:
+    assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields_of(model, names))
+    return f"UPDATE {table(model)} SET {assignments} WHERE {quote(model._meta.pk.column)} = %s"  # noqa: S608
+
+
+def update(obj: Model, names: Sequence[str]) -> None:
+    """Write the fields `names` of `obj` (like `save(update_fields=names)`, without the
+    per-call query building and signals; these models have no save logic)."""
+    db = connections[DEFAULT_DB_ALIAS]
+    names = tuple(names)
+    fields = fields_of(type(obj), names)
+    params = [field.get_db_prep_save(getattr(obj, field.attname), db) for field in fields]
+    params.append(type(obj)._meta.pk.get_db_prep_value(obj.pk, db))
+    with db.cursor() as cursor:
+        cursor.execute(update_sql(db.vendor, type(obj), names), params)

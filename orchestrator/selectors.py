@@ -26,7 +26,13 @@ from orchestrator.statediff import state_diff
 
 
 def engine_is_paused() -> bool:
-    return EngineSettings.objects.filter(pk=1, paused=True).exists()
+    """Asked at every start (and claim): a plain read of one row, not an ORM query built
+    each time."""
+    table = connection.ops.quote_name(EngineSettings._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT paused FROM {table} WHERE id = 1")  # noqa: S608 - a model's table
+        row = cursor.fetchone()
+    return bool(row and row[0])
 
 
 def process_counts_by_status() -> dict[str, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import json
 import logging
@@ -14,7 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import Permission
 from django.core.exceptions import PermissionDenied
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -51,7 +52,7 @@ from orchestrator.models import (
 )
 from orchestrator.permissions import require, user_may
 from orchestrator.redaction import Redactor, redactor_for
-from orchestrator.runner import StepsGone, align_position, workflow_steps
+from orchestrator.runner import StepsGone, align_position, model_from_row, workflow_steps
 
 logger = logging.getLogger(__name__)
 MAX_CALLBACK_PROGRESS = 2000
@@ -129,11 +130,29 @@ def grant_creator_view(processes: list[Process], user) -> None:
     )
 
 
+@functools.cache
+def workflow_named_sql(vendor: str) -> str:
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(field.column) for field in Workflow._meta.concrete_fields)
+    # Only model metadata (quoted names) is formatted in; the name is a parameter.
+    return (f"SELECT {columns} FROM {quote(Workflow._meta.db_table)} "  # noqa: S608
+            f"WHERE {quote(Workflow._meta.get_field('name').column)} = %s")
+
+
+def workflow_named(name: str) -> Workflow | None:
+    """The catalogue row of `name` (unique): read at every start, so its SQL is made once
+    instead of an ORM query built each time."""
+    with connection.cursor() as cursor:
+        cursor.execute(workflow_named_sql(connection.vendor), [name])
+        row = cursor.fetchone()
+    return None if row is None else model_from_row(Workflow, row)
+
+
 def get_workflow_for_start(workflow_name: str, user=None) -> tuple[Workflow, Any]:
     """The workflow's row and definition; one the user may not view is unknown to them
     (the same 404 and message), so a refusal never tells which names exist."""
     definition = registry.get_definition(workflow_name)
-    row = Workflow.objects.filter(name=workflow_name).first()
+    row = workflow_named(workflow_name) if definition is not None else None
     if definition is None or row is None or not user_may(user, "orchestrator.view_workflow", row):
         raise NotFound(f"Unknown workflow {workflow_name!r}")
     return row, definition

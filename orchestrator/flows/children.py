@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from orchestrator.aio import in_event_loop
@@ -202,13 +202,25 @@ def park_for_children(turn: Any, reason: str) -> bool:
 
 def wake_parent(parent_id: Any) -> None:
     """A child of `parent_id` ended: if the parent is parked waiting for its children, run
-    it again (it replays up to its call and finds the child's result)."""
+    it again (it replays up to its call and finds the child's result). Every child's end
+    asks, so the UPDATE is written as SQL once, not built by the ORM each time."""
     from orchestrator.services import enqueue_process
 
-    woken = Process.objects.filter(
-        pk=parent_id, status=ProcessStatus.WAITING, waiting_on_children=True
-    ).update(status=ProcessStatus.RESUMED, waiting_on_children=False, retry_at=None,
-             last_modified_at=timezone.now())
+    quote = connection.ops.quote_name
+    params = [
+        ProcessStatus.RESUMED,
+        Process._meta.get_field("last_modified_at").get_db_prep_save(timezone.now(), connection),
+        Process._meta.pk.get_db_prep_value(parent_id, connection),
+        ProcessStatus.WAITING,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {quote(Process._meta.db_table)} SET status = %s, "  # noqa: S608
+            f"waiting_on_children = FALSE, retry_at = NULL, last_modified_at = %s "
+            f"WHERE id = %s AND status = %s AND waiting_on_children",
+            params,
+        )
+        woken = cursor.rowcount
     if woken:
         enqueue_process(Process.objects.select_related("workflow").get(pk=parent_id))
 

@@ -135,30 +135,33 @@ def cpu_seconds(pids: list[int]) -> dict[int, float]:
     return used
 
 
-def own_pids(workers: list[subprocess.Popen]) -> list[int]:
-    """The run's own processes: the workers, and the PostgreSQL backends serving this
-    database (the workers', and this process's)."""
+def backend_pids() -> list[int]:
+    """The PostgreSQL backends serving this database (the workers', and this process's)."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
-        backends = [pid for (pid,) in cursor.fetchall()]
-    return [worker.pid for worker in workers] + backends
+        return [pid for (pid,) in cursor.fetchall()]
+
+
+def used_since(before: dict[int, float], pids: list[int]) -> float:
+    """CPU seconds `pids` used since `before` (a process not in it counts from zero)."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in cpu_seconds(pids).items())
 
 
 def execute_once(blueprint: Blueprint, workers: list[subprocess.Popen]) -> Run:
     """Wall time, the median sleeping step, the machine's busy CPU seconds and the run's
-    own (workers and their database backends) of one run."""
+    own (its workers', its database backends') of one run."""
     execution = services.create_execution(blueprint=blueprint)
-    own = cpu_seconds(own_pids(workers))
+    worker_pids = [worker.pid for worker in workers]
+    before = cpu_seconds(worker_pids + backend_pids())
     start, busy = time.perf_counter(), busy_cpu_seconds()
     services.execute_execution(execution=execution)
     wait(lambda: Execution.objects.filter(pk=execution.pk, status__in=("done", "error")).exists())
     wall, busy = time.perf_counter() - start, busy_cpu_seconds() - busy
-    after = cpu_seconds(own_pids(workers))
+    workers_cpu, database_cpu = used_since(before, worker_pids), used_since(before, backend_pids())
     execution.refresh_from_db()
     if execution.status != "done":
         raise SystemExit(f"the execution failed: {execution.error_message}")
-    own_cpu = sum(seconds - own.get(pid, 0.0) for pid, seconds in after.items())
-    return Run(wall, step_seconds(execution), busy, own_cpu)
+    return Run(wall, step_seconds(execution), busy, workers_cpu, database_cpu)
 
 
 @dataclass(frozen=True)
@@ -166,7 +169,8 @@ class Run:
     wall: float
     step: float
     busy: float  # the whole machine's busy CPU seconds
-    own: float  # the workers' and their database backends' CPU seconds
+    workers: float  # the workers' CPU seconds
+    database: float  # the CPU seconds of the PostgreSQL backends of this database
 
 
 def start_workers() -> list[subprocess.Popen]:
@@ -224,7 +228,9 @@ def main() -> None:
     wall = statistics.median(r.wall for r in results)
     step = statistics.median(r.step for r in results)
     busy = statistics.median(r.busy for r in results)
-    own = statistics.median(r.own for r in results)
+    workers_cpu = statistics.median(r.workers for r in results)
+    database_cpu = statistics.median(r.database for r in results)
+    steps = LEVELS * WIDTH
     cores = os.cpu_count() or 1
     ideal = LEVELS * SLEEP
     measured_path = LEVELS * step
@@ -238,10 +244,11 @@ def main() -> None:
     print(f"  machine CPU busy during the run       {busy:7.3f} s  "
           f"= {1000 * busy / (LEVELS * WIDTH):.0f} ms per template step; on {cores} cores the "
           f"wall time cannot be below {busy / cores:.3f} s")
-    print(f"  the run's own CPU (workers, database)  {own:7.3f} s  "
-          f"= {1000 * own / (LEVELS * WIDTH):.0f} ms per template step (what a busy machine's "
-          f"other work leaves out)")
-
+    print(f"  the run's own CPU: workers             {workers_cpu:7.3f} s  "
+          f"= {1000 * workers_cpu / steps:.0f} ms per template step")
+    print(f"  the run's own CPU: database backends   {database_cpu:7.3f} s  "
+          f"= {1000 * database_cpu / steps:.0f} ms per template step (these two leave out "
+          f"the broker and whatever else the machine runs)")
 
 if __name__ == "__main__":
     main()

@@ -353,3 +353,26 @@ def test_a_step_cancelled_at_its_start_by_a_concurrency_limit_is_in_error(synced
     assert cancelled.process.status == "cancelled"
     assert "wf_one_cancel_new cancelled" in cancelled.error_message
     assert execution.status == "error"
+
+
+def test_a_completion_reads_and_writes_the_execution_in_a_fixed_handful_of_statements(
+    three_tier,
+):
+    """The per-step hot path's baseline (docs/blueprints.md, Speed): net's completion locks
+    its step with the execution and its process in one statement, marks it done, locks the
+    two steps it feeds and reads their upstream facts, starts each (its context in one
+    read, its parent resource linked, its row written once) and settles."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from orchestrator.runner import run_process
+
+    execution = services.create_execution(blueprint=three_tier, data={})
+    services.execute_execution(execution=execution)
+    run_process(str(Execution.objects.get(pk=execution.pk).run_id))  # starts net
+    net = steps_of(execution)["net"]
+    with CaptureQueriesContext(connection) as queries:
+        run_process(str(net.process_id))
+    statements = [query["sql"] for query in queries if "blueprints_" in query["sql"]]
+    assert steps_of(execution)["app"].status == "in_progress"
+    assert len(statements) <= 15, "\n".join(statements)

@@ -6,6 +6,7 @@ import dataclasses
 import datetime
 import decimal
 import enum
+import functools
 import inspect
 import json
 import types
@@ -78,25 +79,46 @@ def coerce(value: Any, annotation: Any, key: str) -> Any:
 
 def call_with_state(func: Callable[..., Any], state: dict[str, Any]) -> Any:
     """Call `func` with its parameters taken from `state` by name, coerced to their types."""
+    kwargs: dict[str, Any] = {}
+    for name, annotation, default in parameters_of(func):
+        if name == "state":
+            kwargs[name] = state
+        elif name in state:
+            kwargs[name] = coerce(state[name], annotation, name)
+        elif default is not inspect.Parameter.empty:
+            kwargs[name] = default
+        else:
+            raise MissingStateKey(name, getattr(func, "__name__", repr(func)))
+    return func(**kwargs)
+
+
+def parameters_of(func: Callable[..., Any]) -> tuple[tuple[str, Any, Any], ...]:
+    """`(name, annotation, default)` of each parameter of `func` the state may fill, read
+    once per function (`inspect.signature` and `get_type_hints` cost more than a short
+    step's own code, and a step runs thousands of times); an unhashable callable is read
+    at every call."""
+    try:
+        return _cached_parameters(func)
+    except TypeError as error:
+        if "unhashable" not in str(error):
+            raise
+        return _read_parameters(func)
+
+
+def _read_parameters(func: Callable[..., Any]) -> tuple[tuple[str, Any, Any], ...]:
     signature = inspect.signature(func)
     try:
         hints = typing.get_type_hints(func) if not isinstance(func, type) else {}
     except NameError as error:  # a hint naming something the function's module lacks
         raise TypeError(f"cannot resolve the type hints of {func!r}: {error}") from error
-    kwargs: dict[str, Any] = {}
-    for name, parameter in signature.parameters.items():
-        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
-            continue
-        annotation = hints.get(name, parameter.annotation)
-        if name == "state":
-            kwargs[name] = state
-        elif name in state:
-            kwargs[name] = coerce(state[name], annotation, name)
-        elif parameter.default is not inspect.Parameter.empty:
-            kwargs[name] = parameter.default
-        else:
-            raise MissingStateKey(name, getattr(func, "__name__", repr(func)))
-    return func(**kwargs)
+    return tuple(
+        (name, hints.get(name, parameter.annotation), parameter.default)
+        for name, parameter in signature.parameters.items()
+        if parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+    )
+
+
+_cached_parameters = functools.lru_cache(maxsize=4096)(_read_parameters)
 
 
 class StateEncoder(DjangoJSONEncoder):

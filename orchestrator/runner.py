@@ -186,14 +186,28 @@ def claim_in_one_statement(
 def model_from_row(model: type[Model], row: tuple[Any, ...]) -> Any:
     """An instance of `model` from its concrete columns as the driver returned them,
     converted as the ORM converts a query's (JSON decoded, time zones set)."""
-    fields = model._meta.concrete_fields
-    values = []
-    for field, value in zip(fields, row, strict=True):
+    db = connections[DEFAULT_DB_ALIAS]
+    attnames, conversions = row_conversions(model, db)
+    values = list(row)
+    for index, col, converters in conversions:
+        for converter in converters:
+            values[index] = converter(values[index], col, db)
+    return model.from_db(db.alias, attnames, values)
+
+
+@functools.lru_cache(maxsize=64)
+def row_conversions(
+    model: type[Model], db: Any
+) -> tuple[list[str], list[tuple[int, Any, list[Any]]]]:
+    """`model`'s concrete attribute names, and the converters of each column that has any
+    on connection `db` (found once per model and connection, not at every claim)."""
+    conversions = []
+    for index, field in enumerate(model._meta.concrete_fields):
         col = field.get_col(model._meta.db_table)
-        for converter in connection.ops.get_db_converters(col) + col.get_db_converters(connection):
-            value = converter(value, col, connection)
-        values.append(value)
-    return model.from_db(connection.alias, [field.attname for field in fields], values)
+        converters = db.ops.get_db_converters(col) + col.get_db_converters(db)
+        if converters:
+            conversions.append((index, col, converters))
+    return [field.attname for field in model._meta.concrete_fields], conversions
 
 
 @dataclass(frozen=True)
@@ -369,11 +383,13 @@ def _assignments(model: type[Model], values: dict[str, Any]) -> tuple[list[str],
 
 @functools.cache
 def step_statements(
-    vendor: str, set_fields: tuple[Field, ...], log_fields: tuple[Field, ...]
+    vendor: str, set_fields: tuple[Field, ...], log_fields: tuple[Field, ...], shared_state: bool
 ) -> tuple[str, ...]:
     """write_step's SQL for these columns: on PostgreSQL one statement (parameters: the
-    process's new values, its id, the lease owner, the log row's values); elsewhere the
-    INSERT (the log row's values) and the UPDATE (the rest). Made once per set of columns."""
+    process's new values, its id, the lease owner, the log row's values; with
+    `shared_state` the log row's state is the process's new state, as the UPDATE returns
+    it); elsewhere the INSERT (the log row's values) and the UPDATE (the rest). Made once
+    per set of columns."""
     quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
     paused = f"(SELECT paused FROM {quote(EngineSettings._meta.db_table)} WHERE id = 1)"  # noqa: S608
     # Only model metadata (quoted names) is formatted in; every value is a parameter.
@@ -382,18 +398,21 @@ def step_statements(
         f"SET {', '.join(f'{quote(field.column)} = %s' for field in set_fields)} "
         f"WHERE id = %s AND lease_owner = %s"
     )
-    into = (
-        f"INSERT INTO {quote(ProcessStep._meta.db_table)} "
-        f"({', '.join(quote(field.column) for field in log_fields)})"
-    )
-    values_sql = ", ".join(["%s"] * len(log_fields))
+    columns = [quote(field.column) for field in log_fields]
+    values_sql = ["%s"] * len(log_fields)
+    state = quote(Process._meta.get_field("state").column)
+    if shared_state:
+        columns.append(quote(ProcessStep._meta.get_field("state").column))
+        values_sql.append(f"moved.{state}")
+    into = f"INSERT INTO {quote(ProcessStep._meta.db_table)} ({', '.join(columns)})"
     if vendor == "postgresql":
+        returning = f"id, {state}" if shared_state else "id"
         return (
-            f"WITH moved AS ({update} RETURNING id), "  # noqa: S608
-            f"step AS ({into} SELECT {values_sql} FROM moved) "
+            f"WITH moved AS ({update} RETURNING {returning}), "  # noqa: S608
+            f"step AS ({into} SELECT {', '.join(values_sql)} FROM moved) "
             f"SELECT {paused} FROM moved",
         )
-    return f"{into} VALUES ({values_sql})", f"{update} RETURNING {paused}"
+    return f"{into} VALUES ({', '.join(values_sql)})", f"{update} RETURNING {paused}"
 
 
 def write_step(process_id: Any, owner: str, log_row: dict[str, Any],
@@ -403,23 +422,28 @@ def write_step(process_id: Any, owner: str, log_row: dict[str, Any],
 
     This is the per-step hot path: on PostgreSQL the conditional UPDATE, the INSERT (made
     only when the UPDATE found the lease) and the read of the engine switch travel as one
-    statement (a data-modifying CTE). With `last_write` (nothing else writes in the step's
-    transaction after it) that statement may be the whole transaction (`alone_in_transaction`):
-    one round trip per step. Elsewhere (SQLite, where a statement is a function call) they
-    are two statements. Its SQL is made once per set of columns (`step_statements`), and it
-    uses the thread's connection itself, not the `connection` proxy (a thread-local lookup
-    at every attribute read, dozens per step).
+    statement (a data-modifying CTE); when the log row's state is the process's new state
+    (the same object, as a step's commit has it), the state is encoded and sent once and
+    the INSERT takes it from the UPDATE. With `last_write` (nothing else writes in the
+    step's transaction after it) that statement may be the whole transaction
+    (`alone_in_transaction`): one round trip per step. Elsewhere (SQLite, where a statement
+    is a function call) they are two statements. Its SQL is made once per set of columns
+    (`step_statements`), and it uses the thread's connection itself, not the `connection`
+    proxy (a thread-local lookup at every attribute read, dozens per step).
     """
     db = connections[DEFAULT_DB_ALIAS]
+    postgresql = db.vendor == "postgresql"
+    shared = postgresql and "state" in values and log_row.get("state") is values["state"]
     set_fields = fields_of(Process, tuple(values))
-    log_fields = fields_of(ProcessStep, tuple(log_row))
+    log_fields = fields_of(ProcessStep, tuple(name for name in log_row
+                                              if not (shared and name == "state")))
     set_params = [field.get_db_prep_save(values[field.name], db) for field in set_fields]
     log_params = [field.get_db_prep_save(log_row[field.name], db) for field in log_fields]
     pk = Process._meta.pk.get_db_prep_value(process_id, db)
-    statements = step_statements(db.vendor, set_fields, log_fields)
+    statements = step_statements(db.vendor, set_fields, log_fields, shared)
     with db.cursor() as cursor:
-        if db.vendor == "postgresql":
-            with alone_in_transaction(last_write):
+        if postgresql:
+            with alone_in_transaction(db, last_write):
                 cursor.execute(statements[0], [*set_params, pk, owner, *log_params])
         else:
             cursor.execute(statements[0], log_params)
@@ -431,7 +455,7 @@ def write_step(process_id: Any, owner: str, log_row: dict[str, Any],
 
 
 @contextlib.contextmanager
-def alone_in_transaction(last_write: bool) -> Iterator[None]:
+def alone_in_transaction(db: Any, last_write: bool) -> Iterator[None]:
     """On PostgreSQL, when the step's transaction (the outermost atomic block) has sent
     nothing yet (its code ran no SQL) and the statement inside this block is its last
     write, that statement is the whole transaction: PostgreSQL runs a lone statement as a
@@ -439,9 +463,9 @@ def alone_in_transaction(last_write: bool) -> Iterator[None]:
     statement and COMMIT in three). It writes nothing unless it holds the lease, so it
     commits only what a step's commit would. The atomic block's COMMIT then finds
     nothing left to commit."""
-    raw = connection.connection
+    raw = db.connection
     info = getattr(raw, "info", None)  # psycopg 3
-    if last_write and info is not None and len(connection.atomic_blocks) == 1:
+    if last_write and info is not None and len(db.atomic_blocks) == 1:
         from psycopg.pq import TransactionStatus
 
         alone = info.transaction_status == TransactionStatus.IDLE

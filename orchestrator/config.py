@@ -118,6 +118,12 @@ def database_settings(url: str | None, conn_max_age: int = 0) -> dict:
     else:
         config.setdefault("OPTIONS", {})
         config["OPTIONS"].setdefault("connect_timeout", 5)
+        # Parameters travel apart from the SQL, and psycopg prepares a statement a
+        # connection runs often (the runner's claim and step write: PostgreSQL parses and
+        # plans them once per session, not at every step). Behind a pooler in transaction
+        # mode that cannot keep prepared statements (PgBouncer before 1.21), put
+        # ?server_side_binding=false in DATABASE_URL (docs/deploying.md).
+        config["OPTIONS"].setdefault("server_side_binding", True)
     return config
 
 

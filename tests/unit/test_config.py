@@ -85,6 +85,13 @@ def test_unsupported_broker_scheme_is_refused_in_one_line(url):
     assert "CELERY_BROKER_URL" in str(caught.value)
 
 
+def test_postgresql_binds_parameters_on_the_server_unless_the_url_says_not():
+    options = config.database_settings("postgres://u@db:5432/x")["OPTIONS"]
+    assert options["server_side_binding"] is True
+    behind_a_pooler = "postgres://u@db:5432/x?server_side_binding=false"
+    assert config.database_settings(behind_a_pooler)["OPTIONS"]["server_side_binding"] is False
+
+
 def test_embedded_defaults_are_sqlite_and_the_filesystem_broker():
     assert config.database_settings(None)["ENGINE"] == "django.db.backends.sqlite3"
     assert config.database_settings("")["ENGINE"] == "django.db.backends.sqlite3"

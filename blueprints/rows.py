@@ -46,7 +46,7 @@ def param(model: type[Model], name: str, value: Any) -> Any:
 
 
 @functools.cache
-def select_list(parts: tuple[Part, ...]) -> str:
+def select_list(vendor: str, parts: tuple[Part, ...]) -> str:
     return ", ".join(
         f"{alias}.{quote(field.column)}"
         for model, alias, names in parts for field in fields_of(model, names)
@@ -54,28 +54,29 @@ def select_list(parts: tuple[Part, ...]) -> str:
 
 
 @functools.cache
-def converters_of(vendor: str, model: type[Model],
-                  names: tuple[str, ...]) -> list[tuple[Any, list[Any]]]:
-    """Each field's column expression and the converters the ORM applies to its values."""
+def loader(vendor: str, model: type[Model],
+           names: tuple[str, ...]) -> tuple[list[str], list[tuple[int, Any, list[Any]]]]:
+    """The attribute names of the fields `names`, and for each column with any, its
+    position, its expression and the converters the ORM applies to its values."""
     db = connections[DEFAULT_DB_ALIAS]
-    converters = []
-    for field in fields_of(model, names):
+    conversions = []
+    for index, field in enumerate(fields_of(model, names)):
         col = field.get_col(model._meta.db_table)
-        converters.append((col, db.ops.get_db_converters(col) + col.get_db_converters(db)))
-    return converters
+        converters = db.ops.get_db_converters(col) + col.get_db_converters(db)
+        if converters:
+            conversions.append((index, col, converters))
+    return [field.attname for field in fields_of(model, names)], conversions
 
 
-def instance(model: type[Model], names: tuple[str, ...], values: Sequence[Any]) -> Any:
+def instance(db: Any, model: type[Model], names: tuple[str, ...],
+             values: Sequence[Any]) -> Any:
     """An instance of `model` with the fields `names` loaded from raw column `values`."""
-    db = connections[DEFAULT_DB_ALIAS]
-    fields = fields_of(model, names)
-    converted = []
-    for (col, field_converters), value in zip(converters_of(db.vendor, model, names), values,
-                                              strict=True):
-        for converter in field_converters:
-            value = converter(value, col, db)
-        converted.append(value)
-    return model.from_db(db.alias, [field.attname for field in fields], converted)
+    attnames, conversions = loader(db.vendor, model, names)
+    converted = list(values)
+    for index, col, converters in conversions:
+        for converter in converters:
+            converted[index] = converter(converted[index], col, db)
+    return model.from_db(db.alias, attnames, converted)
 
 
 def select(parts: tuple[Part, ...], rest: str, params: Sequence[Any],
@@ -85,7 +86,7 @@ def select(parts: tuple[Part, ...], rest: str, params: Sequence[Any],
     the rows of that table alias (FOR UPDATE OF; the whole SELECT where OF is not
     supported; nothing where the database has one writer at a time, like SQLite)."""
     db = connections[DEFAULT_DB_ALIAS]
-    sql = f"SELECT {select_list(parts)} {rest}"
+    sql = f"SELECT {select_list(db.vendor, parts)} {rest}"
     if lock_of is not None and db.features.has_select_for_update:
         sql += " FOR UPDATE" + (f" OF {lock_of}" if db.features.has_select_for_update_of else "")
     with db.cursor() as cursor:
@@ -98,7 +99,7 @@ def select(parts: tuple[Part, ...], rest: str, params: Sequence[Any],
             values = row[start:start + len(names)]
             start += len(names)
             empty = all(value is None for value in values)
-            instances.append(None if empty else instance(model, names, values))
+            instances.append(None if empty else instance(db, model, names, values))
         found.append(tuple(instances))
     return found
 

@@ -465,21 +465,20 @@ STOPPED_STEP: tuple[rows.Part, ...] = (
 )
 
 
-def stopped_step(process: Process) -> ExecutionStep | None:
-    """The step (or tear-down step) `process` ran, locked, with its execution and process:
-    one statement."""
-    step_table = rows.table(ExecutionStep)
+def stopped_step(process: Process, by: str) -> ExecutionStep | None:
+    """The step whose `by` (`process` or `teardown_process`) is `process`, locked, with its
+    execution and process: one statement, found through that column's index alone (a
+    process is at most one step's), so its plan holds however large the table grows and
+    whatever the planner's statistics say."""
     found = rows.select(
         STOPPED_STEP,
-        f"FROM {step_table} s "
+        f"FROM {rows.table(ExecutionStep)} s "
         f"JOIN {rows.table(Execution)} e ON e.id = s.execution_id "
         f"JOIN {rows.table(Blueprint)} b ON b.id = e.blueprint_id "
         f"LEFT JOIN {rows.table(Process)} p ON p.id = s.process_id "
         f"LEFT JOIN {rows.table(Workflow)} w ON w.id = p.workflow_id "
-        f"WHERE (s.process_id = %s AND s.status = %s) OR s.teardown_process_id = %s "
-        f"ORDER BY s.id LIMIT 1",
-        [rows.param(ExecutionStep, "process", process.pk), StepStatus.IN_PROGRESS,
-         rows.param(ExecutionStep, "process", process.pk)],
+        f"WHERE {rows.column('s', ExecutionStep, by)} = %s",
+        [rows.param(ExecutionStep, by, process.pk)],
         lock_of="s",
     )
     if not found:
@@ -497,7 +496,7 @@ def process_stopped(process: Process, status: str) -> None:
     """The blueprints extension's hook: only child processes can be blueprint steps."""
     if process.parent_id is None:
         return
-    step = stopped_step(process)
+    step = stopped_step(process, "process") or stopped_step(process, "teardown_process")
     if step is None:
         return
     if step.process_id == process.pk and step.status == StepStatus.IN_PROGRESS:

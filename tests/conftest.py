@@ -24,8 +24,8 @@ pytest_plugins = ["tests.blueprint_helpers"]  # the blueprint tests' fixtures
 
 # --- Quick database resets on PostgreSQL ------------------------------------------------------
 # Django ends a transactional test with a flush (a TRUNCATE of every table, over a second for
-# 65 tables, then post_migrate); here it is one round trip of plain SQL, leaving the database
-# exactly as the flush would.
+# 65 tables, then post_migrate), and `synced` costs some 200 statements per test. Both become
+# one round trip of plain SQL here, leaving the database exactly as they would.
 
 # What migrate made and no test changes: kept across transactional tests.
 KEPT_TABLES = frozenset({"django_content_type", "auth_permission"})
@@ -38,9 +38,20 @@ class Copies:
     """The SQL that copies rows set aside at the session's start back into their tables."""
 
     role_groups: str = ""  # the role groups as migrate made them
+    synced: str = ""  # the rows sync_workflows() adds to a migrated database
+    synced_tables: tuple[str, ...] = ()
+    catalogue: tuple = ()  # the workflow registry they were made from
 
 
 COPIES = Copies()
+
+
+def catalogue() -> tuple:
+    """What sync_workflows() writes from the code: the registry's catalogue rows."""
+    from orchestrator import registry
+
+    return tuple((definition.name, repr(definition.catalogue_row()))
+                 for definition in registry.all_definitions())
 
 
 def table_names(connection) -> list[str]:
@@ -57,6 +68,17 @@ def copy_aside(cursor, tables: list[str]) -> str:
         cursor.execute(f"CREATE TABLE {copy} AS SELECT * FROM {quote(table)}")  # noqa: S608
         back.append(f"INSERT INTO {quote(table)} SELECT * FROM {copy}")  # noqa: S608
     return ";\n".join(back)
+
+
+def digests(cursor, tables: list[str]) -> dict[str, str]:
+    """Each table's rows, as one digest (empty: '')."""
+    quote = cursor.db.ops.quote_name
+    digest = "coalesce(md5(string_agg(row::text, ',' ORDER BY row::text)), '')"
+    found = {}
+    for table in tables:
+        cursor.execute(f"SELECT {digest} FROM {quote(table)} AS row")  # noqa: S608
+        found[table] = cursor.fetchone()[0]
+    return found
 
 
 def delete_test_data(test_case: TransactionTestCase) -> None:
@@ -79,24 +101,63 @@ def delete_test_data(test_case: TransactionTestCase) -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def database_copies(django_db_setup, django_db_blocker):
-    """On PostgreSQL, set aside once: the role groups."""
+    """On PostgreSQL, set aside once: the role groups, and the rows sync_workflows() adds (then
+    deleted again: each test starts from the migrated database as before)."""
+    from orchestrator.services import sync_workflows
+
     connection = connections["default"]
     if connection.vendor != "postgresql":
         yield
         return
     with django_db_blocker.unblock(), connection.cursor() as cursor:
+        tables = table_names(connection)
         COPIES.role_groups = copy_aside(cursor, list(ROLE_GROUP_TABLES))
+        before = digests(cursor, tables)
+        COPIES.catalogue = catalogue()
+        sync_workflows()
+        after = digests(cursor, tables)
+        added = [table for table in tables if after[table] != before[table]]
+        changed = [table for table in added if before[table]]
+        assert not changed, f"sync_workflows() changed rows migrate made in {changed}"
+        COPIES.synced = copy_aside(cursor, added)
+        COPIES.synced_tables = tuple(added)
+        quote = connection.ops.quote_name
+        cursor.execute(";\n".join(f"DELETE FROM {quote(table)}"  # noqa: S608 - a model's table
+                                  for table in added))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(TransactionTestCase, "_fixture_teardown", delete_test_data)
         yield
 
 
+def copy_synced_rows(connection) -> bool:
+    """Copy sync_workflows()' rows back when nothing they depend on changed: the registry,
+    and (in the database) the tables they go to and the products it links workflows to."""
+    from subscriptions.models import Product
+
+    if not COPIES.synced or catalogue() != COPIES.catalogue:
+        return False
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        tables = (*COPIES.synced_tables, Product._meta.db_table)
+        any_rows = " OR ".join(f"EXISTS (SELECT 1 FROM {quote(table)})"  # noqa: S608
+                               for table in tables)
+        cursor.execute(f"SELECT {any_rows}")
+        if cursor.fetchone()[0]:
+            return False
+        cursor.execute(COPIES.synced)
+    return True
+
+
 @pytest.fixture
 def synced(db):
-    """The workflow catalogue and role groups, as migrate + migrate_workflows leave them."""
+    """The workflow catalogue and role groups, as migrate + migrate_workflows leave them (on
+    PostgreSQL copied from the session's start: the role groups are there, from migrate or
+    put back by the last transactional test)."""
     from orchestrator.roles import sync_role_groups
     from orchestrator.services import sync_workflows
 
+    if connections["default"].vendor == "postgresql" and copy_synced_rows(connections["default"]):
+        return
     sync_role_groups()
     sync_workflows()
 

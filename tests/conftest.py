@@ -281,12 +281,41 @@ class Worker:
             self.proc.wait(timeout=10)
 
     def stop(self) -> None:
+        self.terminate()
+        self.wait_stopped()
+
+    def terminate(self) -> None:
+        """Ask for a warm shutdown (SIGTERM); `wait_stopped` waits for it."""
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
+
+    def wait_stopped(self) -> None:
+        if self.proc and self.proc.poll() is None:
             try:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+def stop_workers(workers: list[Worker]) -> None:
+    """Stop workers side by side (a worker takes about two seconds to shut down)."""
+    for worker in workers:
+        worker.terminate()
+    for worker in workers:
+        worker.wait_stopped()
+
+
+def lease_holder(process, workers: list[Worker]) -> Worker:
+    """Which of `workers` holds the process's lease (the lease owner names its process id; a
+    solo or threads worker runs its tasks in its own process)."""
+    from orchestrator.models import Process
+
+    owner = Process.objects.values_list("lease_owner", flat=True).get(pk=process.pk)
+    pid = owner.split(":")[1] if owner else ""
+    for worker in workers:
+        if worker.proc and str(worker.proc.pid) == pid:
+            return worker
+    raise AssertionError(f"no worker of the test holds the lease of {process.pk}: {owner!r}")
 
 
 def database_url_for_tests() -> str:
@@ -337,5 +366,4 @@ def start_worker(worker_env):
         return worker
 
     yield start
-    for worker in workers:
-        worker.stop()
+    stop_workers(workers)

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from orchestrator import services
 from orchestrator.models import Process, ProcessStep, WorkerPing
-from tests.conftest import needs_concurrent_writers, wait_for
+from tests.conftest import lease_holder, needs_concurrent_writers, wait_for
 from tests.helpers import fixed
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -52,24 +52,28 @@ def sweeping(condition, every: float = 1.0):
 def test_a_worker_killed_in_the_middle_of_a_flow_runs_each_task_body_once(
     synced, start_worker, settings
 ):
+    """A spare worker is always up (a worker takes seconds to start): it takes the run back
+    once the dead worker's lease expired, and the next spare starts at each kill."""
     settings.ORCHESTRATOR_REQUEUE_AFTER_SECONDS = 2
     process = services.start_process(
         workflow_name="flow-counted", input_pages=[{"tasks": 10, "sleep": 0.4}])
     rng = random.Random(9)
+    workers = [start_worker(ORCHESTRATOR_LEASE_SECONDS=LEASE) for _ in range(2)]
     kills = 0
     while kills < 4 and status_of(process) != "completed":
-        worker = start_worker(ORCHESTRATOR_LEASE_SECONDS=LEASE)
         done_before = task_successes(process)
         wait_for(sweeping(lambda before=done_before: task_successes(process) > before
                           or status_of(process) == "completed"), timeout=60, interval=0.02)
         time.sleep(rng.uniform(0.05, 0.3))  # inside the next task body
-        worker.kill()
+        holder = lease_holder(process, workers)
+        holder.kill()
         kills += 1
+        workers.remove(holder)
+        workers.append(start_worker(ORCHESTRATOR_LEASE_SECONDS=LEASE))
         wait_for(lambda: not Process.objects.filter(
             pk=process.pk, lease_expires_at__gt=timezone.now()).exists(), timeout=10)
     assert kills == 4
     assert status_of(process) != "completed"
-    start_worker(ORCHESTRATOR_LEASE_SECONDS=LEASE)
     wait_for(sweeping(lambda: status_of(process) == "completed"), timeout=90)
     process.refresh_from_db()
     assert process.state["result"] == sum(index * 10 for index in range(10))
@@ -88,9 +92,10 @@ def test_a_worker_killed_while_submitted_task_runs_are_in_flight_runs_each_body_
     time.sleep(0.2)  # three more task bodies in flight
     worker.kill()
     assert task_successes(process) < 10
+    # The next worker starts while the lease runs out (only the sweep gives it the run).
+    start_worker(ORCHESTRATOR_LEASE_SECONDS=LEASE, ORCHESTRATOR_FLOW_MAX_WORKERS="3")
     wait_for(lambda: not Process.objects.filter(
         pk=process.pk, lease_expires_at__gt=timezone.now()).exists(), timeout=10)
-    start_worker(ORCHESTRATOR_LEASE_SECONDS=LEASE, ORCHESTRATOR_FLOW_MAX_WORKERS="3")
     wait_for(sweeping(lambda: status_of(process) == "completed"), timeout=90)
     process.refresh_from_db()
     assert process.state["result"] == [index * 10 for index in range(10)]

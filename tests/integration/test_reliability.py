@@ -22,7 +22,7 @@ from orchestrator import services
 from orchestrator.models import Process, ProcessStep, WorkerPing
 from orchestrator.runner import ProcessRun, RunWatch, claim
 from orchestrator.tasks import run_process_task
-from tests.conftest import ROOT, wait_for
+from tests.conftest import ROOT, lease_holder, wait_for
 from tests.helpers import run
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -144,15 +144,17 @@ def sweeping(condition, every: float = 1.0):
 def test_sigkill_at_twenty_points_loses_nothing_and_repeats_nothing(
     synced, start_worker, settings
 ):
-    """Kill the worker mid-step 20 times; each time a new worker and the sweep go on."""
+    """Kill the worker mid-step 20 times; each time another worker and the sweep go on. A spare
+    worker is always up (a worker takes seconds to start): it takes the run back once the dead
+    worker's lease expired, and the next spare starts at each kill."""
     settings.ORCHESTRATOR_REQUEUE_AFTER_SECONDS = 2
     process = services.start_process(
         workflow_name="wf_counted", input_pages=[{"sleep": 0.4}]
     )
     rng = random.Random(20)
+    workers = [start_worker(ORCHESTRATOR_LEASE_SECONDS=LEASE) for _ in range(2)]
     kills = 0
     while kills < 20 and status_of(process) != "completed":
-        worker = start_worker(ORCHESTRATOR_LEASE_SECONDS=LEASE)
         done_before = ProcessStep.objects.filter(process=process).count()
         try:
             wait_for(
@@ -171,8 +173,11 @@ def test_sigkill_at_twenty_points_loses_nothing_and_repeats_nothing(
             ).get(pk=process.pk)
             pytest.fail(f"no progress after {kills} kills: {row} now={timezone.now()}")
         time.sleep(rng.uniform(0.05, 0.35))  # somewhere inside the next step
-        worker.kill()
+        holder = lease_holder(process, workers)
+        holder.kill()
         kills += 1
+        workers.remove(holder)
+        workers.append(start_worker(ORCHESTRATOR_LEASE_SECONDS=LEASE))
         # The lease of the dead worker expires; the sweep takes the process back.
         wait_for(
             lambda: not Process.objects.filter(
@@ -181,7 +186,6 @@ def test_sigkill_at_twenty_points_loses_nothing_and_repeats_nothing(
             timeout=10,
         )
     assert kills == 20, f"only {kills} kill points before the run ended"
-    start_worker(ORCHESTRATOR_LEASE_SECONDS=LEASE)
     wait_for(sweeping(lambda: status_of(process) == "completed"), timeout=60, interval=0.1)
     assert_each_step_once(process)
 

@@ -383,14 +383,15 @@ def _assignments(model: type[Model], values: dict[str, Any]) -> tuple[list[str],
 
 @functools.cache
 def step_statements(
-    vendor: str, set_fields: tuple[Field, ...], log_fields: tuple[Field, ...], shared_state: bool
+    vendor: str, set_names: tuple[str, ...], log_names: tuple[str, ...], shared_state: bool
 ) -> tuple[str, ...]:
     """write_step's SQL for these columns: on PostgreSQL one statement (parameters: the
     process's new values, its id, the lease owner, the log row's values; with
     `shared_state` the log row's state is the process's new state, as the UPDATE returns
     it); elsewhere the INSERT (the log row's values) and the UPDATE (the rest). Made once
-    per set of columns."""
+    per set of columns (keyed by field names: a name hashes faster than a Field)."""
     quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
+    set_fields, log_fields = fields_of(Process, set_names), fields_of(ProcessStep, log_names)
     paused = f"(SELECT paused FROM {quote(EngineSettings._meta.db_table)} WHERE id = 1)"  # noqa: S608
     # Only model metadata (quoted names) is formatted in; every value is a parameter.
     update = (
@@ -434,13 +435,14 @@ def write_step(process_id: Any, owner: str, log_row: dict[str, Any],
     db = connections[DEFAULT_DB_ALIAS]
     postgresql = db.vendor == "postgresql"
     shared = postgresql and "state" in values and log_row.get("state") is values["state"]
-    set_fields = fields_of(Process, tuple(values))
-    log_fields = fields_of(ProcessStep, tuple(name for name in log_row
-                                              if not (shared and name == "state")))
-    set_params = [field.get_db_prep_save(values[field.name], db) for field in set_fields]
-    log_params = [field.get_db_prep_save(log_row[field.name], db) for field in log_fields]
+    set_names = tuple(values)
+    log_names = tuple(name for name in log_row if not (shared and name == "state"))
+    set_params = [field.get_db_prep_save(values[field.name], db)
+                  for field in fields_of(Process, set_names)]
+    log_params = [field.get_db_prep_save(log_row[field.name], db)
+                  for field in fields_of(ProcessStep, log_names)]
     pk = Process._meta.pk.get_db_prep_value(process_id, db)
-    statements = step_statements(db.vendor, set_fields, log_fields, shared)
+    statements = step_statements(db.vendor, set_names, log_names, shared)
     with db.cursor() as cursor:
         if postgresql:
             with alone_in_transaction(db, last_write):

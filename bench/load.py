@@ -2,9 +2,10 @@
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench \\
     CELERY_BROKER_URL=redis://127.0.0.1:6379/7 python bench/load.py [--processes 1000]
-        [--workers 2] [--modes celery,api,batch] [--batch-size 100] [--rabbitmq]
+        [--workers 2] [--pool prefork] [--modes celery,api,batch] [--batch-size 100] [--rabbitmq]
 
-One Celery worker with W prefork processes (`--workers`, default 2: the machine's cores)
+One Celery worker with W prefork processes (`--workers`, default 2: the machine's cores;
+`--pool threads` for W threads in one process instead, as docs/deploying.md runs them)
 consumes every queue while this script starts N processes (`--processes`, default 1,000)
 of the `bench_ten_steps` workflow (init, 10 no-op steps, done: 12 step rows each) and
 waits until all of them are completed. It does that once per mode, in the same run:
@@ -28,8 +29,8 @@ step row missing, or a lease left behind.
 `--rabbitmq` uses amqp://guest:guest@127.0.0.1:5672// as the broker (`--broker-url` any
 other); the INCR counter of the raw tasks stays on Redis (BENCH_COUNTER_URL, default
 redis://127.0.0.1:6379/0, a key of its own per run). `--profile DIR` runs `py-spy record`
-on the worker's pool processes (idle time included) and writes their stacks there, one
-file per process in py-spy's raw (collapsed) format.
+on the worker and its pool processes (idle time included) and writes their stacks there,
+one file per process in py-spy's raw (collapsed) format.
 Targets (issue 10) on 2 cores: >= 1,000 steps/s and >= 80 processes/s, a start <= 3 ms.
 """
 
@@ -56,6 +57,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--processes", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--pool", choices=["prefork", "threads"], default="prefork")
     parser.add_argument("--modes", default="celery,api,batch")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--rabbitmq", action="store_true")
@@ -105,7 +107,7 @@ def wait(predicate, timeout: float, what: str) -> bool:
 
 def start_worker() -> subprocess.Popen:
     command = [sys.executable, "-m", "celery", "-A", "orchestrator", "--quiet", "worker", "-Q",
-               "core,user,internal", "--pool", "prefork", "--concurrency", str(ARGS.workers),
+               "core,user,internal", "--pool", ARGS.pool, "--concurrency", str(ARGS.workers),
                "--loglevel", "WARNING", "--without-gossip", "--without-mingle",
                "--without-heartbeat", "-n", f"bench-load-{os.getpid()}@%h"]
     worker = subprocess.Popen(command, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
@@ -143,7 +145,7 @@ def start_profilers(worker: subprocess.Popen, mode: str) -> list[subprocess.Pope
                           "--format", "raw", "--output", f"{ARGS.profile}/{mode}-{pid}.txt",
                           "--nonblocking"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for pid in pool_pids(worker)
+        for pid in [worker.pid, *pool_pids(worker)]
     ]
 
 
@@ -297,7 +299,8 @@ def main() -> None:
         worker.wait(timeout=60)
     print(f"\ndatabase: {connection.vendor}; broker: {settings.CELERY_BROKER_URL.split('@')[-1]}; "
           f"{ARGS.processes} runs of {STEPS_PER_PROCESS} steps; 1 worker x {ARGS.workers} "
-          f"prefork processes; load {os.getloadavg()[0]:.2f}")
+          f"{'prefork processes' if ARGS.pool == 'prefork' else 'threads'}; "
+          f"load {os.getloadavg()[0]:.2f}")
     print(f"{'mode':<8}{'submit/s':>10}{'start ms':>10}{'wall s':>9}{'steps/s':>9}"
           f"{'procs/s':>9}{'cpu ms':>8}{'p50 s':>8}{'p95 s':>8}")
     for mode, r in results.items():

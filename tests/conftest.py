@@ -281,28 +281,12 @@ class Worker:
             self.proc.wait(timeout=10)
 
     def stop(self) -> None:
-        self.terminate()
-        self.wait_stopped()
-
-    def terminate(self) -> None:
-        """Ask for a warm shutdown (SIGTERM); `wait_stopped` waits for it."""
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
-
-    def wait_stopped(self) -> None:
-        if self.proc and self.proc.poll() is None:
             try:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.kill()
-
-
-def stop_workers(workers: list[Worker]) -> None:
-    """Stop workers side by side (a worker takes about two seconds to shut down)."""
-    for worker in workers:
-        worker.terminate()
-    for worker in workers:
-        worker.wait_stopped()
 
 
 def lease_holder(process, workers: list[Worker]) -> Worker:
@@ -355,7 +339,10 @@ def celery_worker(worker_env):
 
 @pytest.fixture
 def start_worker(worker_env):
-    """Start extra workers (with their own env tweaks); all are stopped after the test."""
+    """Start extra workers (with their own env tweaks); all are killed after the test (SIGKILL:
+    the test is over, and a warm shutdown takes a second or two per worker; what they leave in
+    the database is deleted with the test's rows, and the messages they held are never
+    delivered again within the hour of the broker's visibility timeout)."""
     workers: list[Worker] = []
 
     def start(pool: str = "solo", concurrency: int = 1, loglevel: str = "WARNING",
@@ -366,4 +353,5 @@ def start_worker(worker_env):
         return worker
 
     yield start
-    stop_workers(workers)
+    for worker in workers:
+        worker.kill()

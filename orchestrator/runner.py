@@ -148,8 +148,21 @@ def claim_in_one_statement(
     """PostgreSQL: the claim of a run whose workflow has no concurrency limit, while the
     engine is not paused, and the read of the run and its workflow, in one round trip:
     an UPDATE joined to the workflow (whose row it does not lock) RETURNING both rows.
-    None when it claimed nothing (taken, not runnable, limited, paused)."""
+    None when it claimed nothing (taken, not runnable, limited, paused).
+
+    Made outside any transaction (as a worker makes it), the claim is its own transaction
+    and commits without waiting for its WAL flush (synchronous_commit off for it alone):
+    other sessions see it at once all the same, and the first step's commit, which waits
+    for its own flush, flushes the claim before it. Only a crash of the database server
+    in between can lose it, and then no step of this turn has committed either: the run
+    stands where it stood, unclaimed, and is delivered or swept again. A step's commit,
+    and anything else, still waits for its flush."""
     quote = connection.ops.quote_name
+    unflushed = not connection.in_atomic_block  # inside one, it would be the caller's commit
+    prefix, joined = (
+        ("WITH unflushed AS (SELECT set_config('synchronous_commit', 'off', true)) ",
+         ", unflushed") if unflushed else ("", "")
+    )
     settable = {name: value for name, value in values.items() if name != "delivery_count"}
     set_columns, set_params = _assignments(Process, settable)
     process_fields, workflow_fields = Process._meta.concrete_fields, Workflow._meta.concrete_fields
@@ -159,10 +172,10 @@ def claim_in_one_statement(
     runnable = ", ".join(["%s"] * len(RUNNABLE_STATUSES))
     # Only model metadata (quoted names) is formatted in; every value is a parameter.
     sql = (
-        f"UPDATE {quote(Process._meta.db_table)} AS p "  # noqa: S608
+        f"{prefix}UPDATE {quote(Process._meta.db_table)} AS p "  # noqa: S608
         f"SET {', '.join(f'{column} = %s' for column in set_columns)}, "
         f"delivery_count = p.delivery_count + 1 "
-        f"FROM {quote(Workflow._meta.db_table)} AS w "
+        f"FROM {quote(Workflow._meta.db_table)} AS w{joined} "
         f"WHERE p.id = %s AND w.id = p.workflow_id AND w.concurrency_limit IS NULL "
         f"AND (p.status IN ({runnable}) OR (p.status = %s AND p.retry_at <= %s)) "
         f"AND (p.lease_owner = '' OR p.lease_expires_at < %s) "

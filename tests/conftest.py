@@ -289,13 +289,15 @@ class Worker:
                 self.kill()
 
 
-def lease_holder(process, workers: list[Worker]) -> Worker:
+def lease_holder(process, workers: list[Worker]) -> Worker | None:
     """Which of `workers` holds the process's lease (the lease owner names its process id; a
-    solo or threads worker runs its tasks in its own process)."""
+    solo or threads worker runs its tasks in its own process); None when nobody holds it."""
     from orchestrator.models import Process
 
     owner = Process.objects.values_list("lease_owner", flat=True).get(pk=process.pk)
-    pid = owner.split(":")[1] if owner else ""
+    if not owner:
+        return None
+    pid = owner.split(":")[1]
     for worker in workers:
         if worker.proc and str(worker.proc.pid) == pid:
             return worker

@@ -124,6 +124,8 @@ def database_settings(url: str | None, conn_max_age: int = 0) -> dict:
         # mode that cannot keep prepared statements (PgBouncer before 1.21), put
         # ?server_side_binding=false in DATABASE_URL (docs/deploying.md).
         config["OPTIONS"].setdefault("server_side_binding", True)
+        # Django's backend, knowing the parameter limit that comes with it.
+        config["ENGINE"] = "orchestrator.postgresql"
     return config
 
 

@@ -780,13 +780,24 @@ def resume_waiting_processes() -> int:
     return count
 
 
+# Task runs deleted per statement batch by the clean-up.
+CLEAN_UP_BATCH = 5000
+
+
 def clean_up_task_runs(*, older_than_days: int | None = None) -> int:
-    """Delete completed task runs older than the retention period."""
+    """Delete completed task runs older than the retention period (with what cascades from
+    them: the count includes their steps and links), a batch of runs at a time: each delete
+    holds its locks briefly, and stays well under the 65,535 parameters a statement may carry
+    (orchestrator.postgresql; Django combines a cascade's SET NULL updates into one
+    statement, so the backend's batching alone does not keep a 70,000-run delete under it)."""
     days = settings.ORCHESTRATOR_TASK_RETENTION_DAYS if older_than_days is None else older_than_days
     cutoff = timezone.now() - datetime.timedelta(days=days)
-    deleted, _ = Process.objects.filter(
+    old = Process.objects.filter(
         is_task=True, status=ProcessStatus.COMPLETED, finished_at__lt=cutoff
-    ).delete()
+    ).order_by()
+    deleted = 0
+    while batch := list(old.values_list("pk", flat=True)[:CLEAN_UP_BATCH]):
+        deleted += Process.objects.filter(pk__in=batch).delete()[0]
     return deleted
 
 

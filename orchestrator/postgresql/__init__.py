@@ -1,0 +1,1 @@
+"""The PostgreSQL database backend (ENGINE "orchestrator.postgresql"): see base.py."""

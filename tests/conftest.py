@@ -333,10 +333,11 @@ def worker_env(django_db_setup, django_db_blocker) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def celery_worker(worker_env):
     """One real worker (thread pool) for the test module; modules that kill and restart
-    workers use `start_worker` instead, so no other worker competes with theirs."""
+    workers use `start_worker` instead, so no other worker competes with theirs. Killed at
+    the module's end, as `start_worker`'s are at the test's."""
     worker = Worker(worker_env).start()
     yield worker
-    worker.stop()
+    worker.kill()
 
 
 @pytest.fixture

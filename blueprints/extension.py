@@ -14,8 +14,9 @@ from django.db import connection
 from django.db.models import Q
 from django.urls import reverse
 
-from blueprints import rows, runs, selectors
+from blueprints import runs, selectors
 from blueprints.models import Execution, ExecutionStep, Integration, Secret, StorageBackend
+from orchestrator import rows
 from orchestrator.crypto import decrypt_json
 from orchestrator.extensions import ProcessExtension, Reservation, Touched
 from orchestrator.models import Process, Workflow

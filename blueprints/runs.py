@@ -27,7 +27,6 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from blueprints import rows
 from blueprints.models import (
     Blueprint,
     Execution,
@@ -38,6 +37,7 @@ from blueprints.models import (
 )
 from blueprints.plan import Resolved, Wire, missing_required, resolve_variables
 from blueprints.selectors import template_spec_from, wires_from_snapshot
+from orchestrator import rows
 from orchestrator import services as engine
 from orchestrator.crypto import decrypt_json
 from orchestrator.exceptions import OrchestratorError, RunCancelled

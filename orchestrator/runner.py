@@ -29,7 +29,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, transaction
-from django.db.models import F, Field, Model, Q
+from django.db.models import F, Model, Q
 from django.utils import timezone
 
 from orchestrator import concurrency, extensions, registry, runlog, selectors
@@ -48,6 +48,7 @@ from orchestrator.models import (
     Workflow,
 )
 from orchestrator.redaction import Redactor, redacting
+from orchestrator.rows import fields_of, model_from_row
 from orchestrator.timelimits import (
     StepExecutor,
     StepSession,
@@ -194,33 +195,6 @@ def claim_in_one_statement(
     process = model_from_row(Process, row[: len(process_fields)])
     process.workflow = model_from_row(Workflow, row[len(process_fields) :])
     return process
-
-
-def model_from_row(model: type[Model], row: tuple[Any, ...]) -> Any:
-    """An instance of `model` from its concrete columns as the driver returned them,
-    converted as the ORM converts a query's (JSON decoded, time zones set)."""
-    db = connections[DEFAULT_DB_ALIAS]
-    attnames, conversions = row_conversions(model, db)
-    values = list(row)
-    for index, col, converters in conversions:
-        for converter in converters:
-            values[index] = converter(values[index], col, db)
-    return model.from_db(db.alias, attnames, values)
-
-
-@functools.lru_cache(maxsize=64)
-def row_conversions(
-    model: type[Model], db: Any
-) -> tuple[list[str], list[tuple[int, Any, list[Any]]]]:
-    """`model`'s concrete attribute names, and the converters of each column that has any
-    on connection `db` (found once per model and connection, not at every claim)."""
-    conversions = []
-    for index, field in enumerate(model._meta.concrete_fields):
-        col = field.get_col(model._meta.db_table)
-        converters = db.ops.get_db_converters(col) + col.get_db_converters(db)
-        if converters:
-            conversions.append((index, col, converters))
-    return [field.attname for field in model._meta.concrete_fields], conversions
 
 
 @dataclass(frozen=True)
@@ -378,11 +352,6 @@ def is_api_unavailable(error: BaseException) -> bool:
 def retry_delay(retry_count: int) -> int:
     delay = settings.ORCHESTRATOR_RETRY_BASE_SECONDS * (2**retry_count)
     return min(delay, settings.ORCHESTRATOR_RETRY_MAX_SECONDS)
-
-
-@functools.cache
-def fields_of(model: type[Model], names: tuple[str, ...]) -> tuple[Field, ...]:
-    return tuple(model._meta.get_field(name) for name in names)
 
 
 def _assignments(model: type[Model], values: dict[str, Any]) -> tuple[list[str], list[Any]]:

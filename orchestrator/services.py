@@ -52,7 +52,8 @@ from orchestrator.models import (
 )
 from orchestrator.permissions import require, user_may
 from orchestrator.redaction import Redactor, redactor_for
-from orchestrator.runner import StepsGone, align_position, model_from_row, workflow_steps
+from orchestrator.rows import model_from_row
+from orchestrator.runner import StepsGone, align_position, workflow_steps
 
 logger = logging.getLogger(__name__)
 MAX_CALLBACK_PROGRESS = 2000

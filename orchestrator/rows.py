@@ -1,7 +1,8 @@
-"""Lean reads and writes for a step's completion (blueprints.runs), the per-step hot path of
-an execution: SQL written from the models' metadata once per shape, rows converted as the
-ORM converts a query's. Building the same ORM queries again at every step was most of
-its CPU (bench/blueprint_parallel.py), for statements whose shape never changes.
+"""Lean reads and writes for the hot paths (the runner's claim and step write, a start's
+workflow row, a blueprint step's completion): SQL written from the models' metadata once per
+shape, rows converted as the ORM converts a query's. Building the same ORM queries again at
+every step was most of their CPU (bench/load.py, bench/blueprint_parallel.py), for
+statements whose shape never changes.
 
 Portable SQL (PostgreSQL and SQLite); only model metadata (quoted names) is formatted into
 it, every value is a parameter.
@@ -77,6 +78,17 @@ def instance(db: Any, model: type[Model], names: tuple[str, ...],
         for converter in converters:
             converted[index] = converter(converted[index], col, db)
     return model.from_db(db.alias, attnames, converted)
+
+
+@functools.cache
+def concrete_names(model: type[Model]) -> tuple[str, ...]:
+    return tuple(field.name for field in model._meta.concrete_fields)
+
+
+def model_from_row(model: type[Model], row: Sequence[Any]) -> Any:
+    """An instance of `model` from all its concrete columns, in the model's order, as the
+    driver returned them."""
+    return instance(connections[DEFAULT_DB_ALIAS], model, concrete_names(model), row)
 
 
 def select(parts: tuple[Part, ...], rest: str, params: Sequence[Any],

@@ -22,6 +22,7 @@ from orchestrator.forms import (
     validate_pages,
 )
 from orchestrator.models import Process, ProcessStatus, ProcessStep, Workflow
+from orchestrator.safejson import json_problem
 from tests.helpers import run, start
 
 pytestmark = pytest.mark.django_db
@@ -192,6 +193,8 @@ def test_a_value_is_accepted_only_if_its_schema_allows_it(synced, data):
     schema_types_ok = jsonschema.Draft202012Validator(type_only).is_valid(value)
     if value is None and field.required:
         assert problem
+    elif json_problem(value):  # e.g. a NUL in a string: refused whatever the field's type
+        assert problem == f"{json_problem(value)}.", (name, value, problem)
     elif isinstance(value, list) and schema_types_ok and "items" in field_schema:
         pass  # a list's items are the field's to judge (the whole page is checked below)
     else:

@@ -57,6 +57,7 @@ from django.utils import timezone  # noqa: E402
 from guardian.utils import get_user_obj_perms_model  # noqa: E402
 
 import subscriptions.views as subscription_pages  # noqa: E402
+from orchestrator import services  # noqa: E402
 from subscriptions.models import Product, ProductType, Subscription  # noqa: E402
 
 PREFIX = "bench-list-"
@@ -87,7 +88,7 @@ def clean_up() -> None:
         get_user_obj_perms_model(Subscription).objects.filter(user=user).delete()
         user.delete()
     get_user_model().objects.filter(username=f"{PREFIX}admin").delete()
-    Subscription.objects.filter(product__name__startswith=PREFIX).delete()
+    services.delete_in_batches(Subscription.objects.filter(product__name__startswith=PREFIX))
     Product.objects.filter(name__startswith=PREFIX).delete()
     ProductType.objects.filter(name=f"{PREFIX}type").delete()
 

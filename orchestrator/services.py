@@ -16,7 +16,7 @@ from django.conf import settings
 from django.contrib.auth.models import Permission
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from orchestrator import concurrency, extensions, registry, selectors
@@ -781,25 +781,31 @@ def resume_waiting_processes() -> int:
     return count
 
 
-# Task runs deleted per statement batch by the clean-up.
-CLEAN_UP_BATCH = 5000
+# Rows deleted per batch by delete_in_batches.
+DELETE_BATCH = 5000
+
+
+def delete_in_batches(queryset: QuerySet, batch: int | None = None) -> int:
+    """Delete `queryset`'s rows (with what cascades from them: the count includes those) a
+    batch at a time: each delete holds its locks briefly, and stays well under the 65,535
+    parameters a statement may carry (orchestrator.postgresql; Django combines a cascade's
+    SET NULL updates into one statement, so the backend's own batching does not keep a
+    70,000-row delete under it)."""
+    batch = batch or DELETE_BATCH
+    rows = queryset.order_by()
+    deleted = 0
+    while keys := list(rows.values_list("pk", flat=True)[:batch]):
+        deleted += queryset.model._default_manager.filter(pk__in=keys).delete()[0]
+    return deleted
 
 
 def clean_up_task_runs(*, older_than_days: int | None = None) -> int:
-    """Delete completed task runs older than the retention period (with what cascades from
-    them: the count includes their steps and links), a batch of runs at a time: each delete
-    holds its locks briefly, and stays well under the 65,535 parameters a statement may carry
-    (orchestrator.postgresql; Django combines a cascade's SET NULL updates into one
-    statement, so the backend's batching alone does not keep a 70,000-run delete under it)."""
+    """Delete completed task runs older than the retention period (and their steps)."""
     days = settings.ORCHESTRATOR_TASK_RETENTION_DAYS if older_than_days is None else older_than_days
     cutoff = timezone.now() - datetime.timedelta(days=days)
-    old = Process.objects.filter(
+    return delete_in_batches(Process.objects.filter(
         is_task=True, status=ProcessStatus.COMPLETED, finished_at__lt=cutoff
-    ).order_by()
-    deleted = 0
-    while batch := list(old.values_list("pk", flat=True)[:CLEAN_UP_BATCH]):
-        deleted += Process.objects.filter(pk__in=batch).delete()[0]
-    return deleted
+    ))
 
 
 def workflow_changes() -> list[tuple[str, str, dict[str, Any]]]:

@@ -55,7 +55,7 @@ def test_cleaning_up_more_task_runs_than_the_limit_deletes_them_in_batches(monke
 def test_the_clean_up_deletes_old_task_runs_a_batch_at_a_time(monkeypatch, synced):
     """A batch of runs per delete (5,000; 2 here): its cascade's SET NULL updates, which
     Django sends as one statement, stay under the limit too (70,000 runs failed at once)."""
-    monkeypatch.setattr(services, "CLEAN_UP_BATCH", 2)
+    monkeypatch.setattr(services, "DELETE_BATCH", 2)
     finished = timezone.now() - datetime.timedelta(days=400)
     workflow = Workflow.objects.first()
     runs = [Process.objects.create(workflow=workflow, is_task=True,

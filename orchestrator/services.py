@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import functools
 import hashlib
 import json
 import logging
@@ -15,11 +14,11 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import Permission
 from django.core.exceptions import PermissionDenied
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from orchestrator import concurrency, extensions, registry, selectors
+from orchestrator import concurrency, extensions, registry, rows, selectors
 from orchestrator.audit import audit_event, record_action
 from orchestrator.crypto import decrypt_json, encrypt_json, token_digest
 from orchestrator.exceptions import (
@@ -52,7 +51,6 @@ from orchestrator.models import (
 )
 from orchestrator.permissions import require, user_may
 from orchestrator.redaction import Redactor, redactor_for
-from orchestrator.rows import model_from_row
 from orchestrator.runner import StepsGone, align_position, workflow_steps
 
 logger = logging.getLogger(__name__)
@@ -137,22 +135,19 @@ def grant_creator_view(processes: list[Process], user) -> None:
     )
 
 
-@functools.cache
-def workflow_named_sql(vendor: str) -> str:
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(field.column) for field in Workflow._meta.concrete_fields)
-    # Only model metadata (quoted names) is formatted in; the name is a parameter.
-    return (f"SELECT {columns} FROM {quote(Workflow._meta.db_table)} "  # noqa: S608
-            f"WHERE {quote(Workflow._meta.get_field('name').column)} = %s")
+# The whole catalogue row, as the ORM would load it.
+WORKFLOW_ROW: rows.Part = (Workflow, "w", rows.concrete_names(Workflow))
 
 
 def workflow_named(name: str) -> Workflow | None:
     """The catalogue row of `name` (unique): read at every start, so its SQL is made once
-    instead of an ORM query built each time."""
-    with connection.cursor() as cursor:
-        cursor.execute(workflow_named_sql(connection.vendor), [name])
-        row = cursor.fetchone()
-    return None if row is None else model_from_row(Workflow, row)
+    (orchestrator.rows) instead of an ORM query built each time."""
+    found = rows.select(
+        (WORKFLOW_ROW,),
+        f"FROM {rows.table(Workflow)} w WHERE {rows.column('w', Workflow, 'name')} = %s",
+        [name],
+    )
+    return found[0][0] if found else None
 
 
 def get_workflow_for_start(workflow_name: str, user=None) -> tuple[Workflow, Any]:

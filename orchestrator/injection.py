@@ -98,11 +98,10 @@ def parameters_of(func: Callable[..., Any]) -> tuple[tuple[str, Any, Any], ...]:
     step's own code, and a step runs thousands of times); an unhashable callable is read
     at every call."""
     try:
-        return _cached_parameters(func)
-    except TypeError as error:
-        if "unhashable" not in str(error):
-            raise
+        hash(func)
+    except TypeError:
         return _read_parameters(func)
+    return _cached_parameters(func)
 
 
 def _read_parameters(func: Callable[..., Any]) -> tuple[tuple[str, Any, Any], ...]:

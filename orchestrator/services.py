@@ -780,16 +780,15 @@ def resume_waiting_processes() -> int:
 DELETE_BATCH = 5000
 
 
-def delete_in_batches(queryset: QuerySet, batch: int | None = None) -> int:
+def delete_in_batches(queryset: QuerySet) -> int:
     """Delete `queryset`'s rows (with what cascades from them: the count includes those) a
     batch at a time: each delete holds its locks briefly, and stays well under the 65,535
     parameters a statement may carry (orchestrator.postgresql; Django combines a cascade's
     SET NULL updates into one statement, so the backend's own batching does not keep a
     70,000-row delete under it)."""
-    batch = batch or DELETE_BATCH
-    rows = queryset.order_by()
+    ordered = queryset.order_by()
     deleted = 0
-    while keys := list(rows.values_list("pk", flat=True)[:batch]):
+    while keys := list(ordered.values_list("pk", flat=True)[:DELETE_BATCH]):
         deleted += queryset.model._default_manager.filter(pk__in=keys).delete()[0]
     return deleted
 

@@ -217,7 +217,9 @@ RECORDED, MOVED_ON, LEASE_LOST = "recorded", "moved on", "lease lost"
 class RunWatch:
     """What the thread executing a run shares with the thread watching it."""
 
-    def __init__(self) -> None:
+    def __init__(self, queue: str | None = None) -> None:
+        self.queue = queue  # a worker's run: the queue its task came from (see hand_off)
+        self.handed_off: str | None = None  # the process it runs next (hand_off)
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)
         self.run: ProcessRun | None = None  # once the run holds its lease
@@ -245,6 +247,10 @@ class RunWatch:
         with self.changed:
             self.closed = True
             self.changed.notify_all()
+
+    def kept_runs(self) -> list[tuple[str, str]]:
+        """The run handed off to this worker (hand_off), as `send_runs` takes it."""
+        return [(self.handed_off, self.queue)] if self.handed_off and self.queue else []
 
     def renew_lease(self) -> None:
         run = self.run
@@ -539,12 +545,16 @@ class ProcessRun:
             try:
                 with transaction.atomic():
                     outcome = self.execute(step)
+                    if outcome.stop:
+                        offering.watch = self.watch  # its commit may hand a run off
                     self.commit(step, outcome, started)
                     extensions.process_stopped(self.process, outcome.process_status)
             except LeaseLost:
                 outcome = None
             except Exception as failure:  # noqa: BLE001 - every step failure is recorded
                 outcome, error = None, failure
+            finally:
+                offering.watch = None
             if self.watch.step_ended():
                 return None  # failed for its time limit meanwhile, by the watching thread
             if error is not None and session.lost:
@@ -855,15 +865,51 @@ def _watch_from_own_thread(run_watch: RunWatch) -> None:
         connection.close()
 
 
-def run_process_on_worker(process_id: str) -> bool:
+# The RunWatch of a worker's run whose stopping step is committing, on the thread that
+# runs the step (see hand_off).
+offering = threading.local()
+
+
+def hand_off(runs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Of `runs` (process id, queue) that a committing transaction enqueues, the ones to send
+    to the broker. When that transaction is the last step of a worker's run (it stops the
+    run: the process completed, failed, waits...), the worker is free as soon as it commits:
+    it keeps the first run of its own task's queue and runs it next itself (a child its
+    completion started, a parent its completion resumed), without the broker's round trip
+    and the pick-up by another worker thread, which lay on the critical path of every
+    dependent start. The kept run is not marked enqueued; should the worker die before
+    claiming it, the sweep sends it as any run the broker never got."""
+    run_watch = getattr(offering, "watch", None)
+    if run_watch is None or run_watch.queue is None or run_watch.handed_off is not None:
+        return runs
+    for index, (process_id, queue) in enumerate(runs):
+        if queue == run_watch.queue:
+            run_watch.handed_off = process_id
+            return runs[:index] + runs[index + 1 :]
+    return runs
+
+
+def run_process_on_worker(process_id: str, queue: str | None = None) -> bool:
     """What the Celery task runs: the run executes on this thread's StepExecutor while this
     thread watches it. A step past its time limit is failed and given up, and this thread
-    is free at once (orchestrator.timelimits)."""
+    is free at once (orchestrator.timelimits). Then the run its last step handed off (given
+    the `queue` the task came from, see `hand_off`), if any, and so on."""
+    from orchestrator.services import send_runs
+
     executor = StepExecutor.for_this_thread()
-    run_watch = RunWatch()
-    job = executor.submit(execute_run, process_id, run_watch)
-    if watch(run_watch):
-        executor.abandon()
-        return True
-    job.done.wait()
-    return job.outcome()
+    ran, next_id = False, process_id
+    while next_id is not None:
+        run_watch = RunWatch(queue)
+        job = executor.submit(execute_run, next_id, run_watch)
+        if watch(run_watch):
+            executor.abandon()
+            send_runs(run_watch.kept_runs())  # this thread is not free for it after all
+            return True
+        job.done.wait()
+        try:
+            ran = job.outcome() or ran
+        except BaseException:
+            send_runs(run_watch.kept_runs())
+            raise
+        next_id = run_watch.handed_off
+    return ran

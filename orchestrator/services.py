@@ -63,37 +63,48 @@ def enqueue_process(process: Process, countdown: int | None = None) -> None:
 
 
 def enqueue_processes(processes: list[Process], countdown: int | None = None) -> None:
-    """Send the run tasks of `processes` once the current transaction commits, over one
-    broker connection, then mark them enqueued in one UPDATE; a failed send waits for the
-    sweep (the runs are stored first, so the broker being down loses none).
+    """Send the run tasks of `processes` once the current transaction commits (`send_runs`);
+    a failed send waits for the sweep (the runs are stored first, so the broker being down
+    loses none). When that commit is the last step of a worker's run, the worker keeps one
+    of them to run next itself instead (`runner.hand_off`)."""
+    runs = [(str(process.pk), process.workflow.type) for process in processes]
+    if not runs:
+        return
+
+    def send() -> None:
+        from orchestrator.runner import hand_off
+
+        send_runs(runs if countdown is not None else hand_off(runs), countdown=countdown)
+
+    transaction.on_commit(send)
+
+
+def send_runs(runs: list[tuple[str, str]], countdown: int | None = None) -> None:
+    """Send the run tasks of `runs` (process id, queue) now, over one broker connection,
+    then mark them enqueued in one UPDATE; a failed send waits for the sweep.
 
     The messages go out as one batch (kombu's `Producer.batch`: on Redis one pipeline,
     one round trip and one client for all of them, where a message each cost a client
     and a round trip; RabbitMQ publishes them one by one as before). A batch that fails
     may have delivered some of them: none is marked enqueued, so the sweep sends them
     again, and a run sent twice is claimed once (its lease)."""
-    runs = [(str(process.pk), process.workflow.type) for process in processes]
     if not runs:
         return
+    from orchestrator.tasks import run_process_task
 
-    def send() -> None:
-        from orchestrator.tasks import run_process_task
-
-        try:
-            with run_process_task.app.producer_or_acquire() as producer, producer.batch():
-                for process_id, queue in runs:
-                    run_process_task.apply_async(
-                        args=[process_id], queue=queue, countdown=countdown, producer=producer
-                    )
-        except Exception as error:  # noqa: BLE001 - the broker being down loses nothing
-            logger.warning("could not enqueue %d run(s) (%s); the sweep will retry",
-                           len(runs), error)
-            return
-        Process.objects.filter(pk__in=[process_id for process_id, _ in runs]).update(
-            enqueued_at=timezone.now()
-        )
-
-    transaction.on_commit(send)
+    try:
+        with run_process_task.app.producer_or_acquire() as producer, producer.batch():
+            for process_id, queue in runs:
+                run_process_task.apply_async(
+                    args=[process_id], queue=queue, countdown=countdown, producer=producer
+                )
+    except Exception as error:  # noqa: BLE001 - the broker being down loses nothing
+        logger.warning("could not enqueue %d run(s) (%s); the sweep will retry",
+                       len(runs), error)
+        return
+    Process.objects.filter(pk__in=[process_id for process_id, _ in runs]).update(
+        enqueued_at=timezone.now()
+    )
 
 
 def require_all_pages(result: FormResult, user) -> None:

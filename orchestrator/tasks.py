@@ -10,7 +10,9 @@ from orchestrator.exceptions import RunCancelled
 
 @shared_task(name="orchestrator.run_process", acks_late=True, ignore_result=True)
 def run_process_task(process_id: str) -> None:
-    runner.run_process_on_worker(process_id)
+    runner.run_process_on_worker(
+        process_id, queue=(run_process_task.request.delivery_info or {}).get("routing_key")
+    )
 
 
 @shared_task(name="orchestrator.run_flow_task_run", acks_late=True, ignore_result=True)

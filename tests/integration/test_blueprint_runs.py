@@ -64,6 +64,23 @@ def test_siblings_run_at_the_same_time_and_get_the_upstream_outputs(res_product,
     assert all(step.process.parent_id == execution.run_id for step in steps.values())
 
 
+def test_the_worker_that_completes_a_step_runs_one_step_it_made_ready_itself(
+    three_tier, start_worker
+):
+    """net's completion starts app and db: the worker thread that committed it runs one
+    of them next itself, never sent to the broker (no enqueued mark), and sends the other."""
+    start_worker(pool="threads", concurrency=2)
+    execution = services.create_execution(blueprint=three_tier)
+    services.execute_execution(execution=execution)
+    wait_for(finished(execution, "done", "error"), timeout=90)
+    execution.refresh_from_db()
+    assert execution.status == "done", execution.error_message
+    steps = steps_of(execution)
+    sent = sorted(steps[name].process.enqueued_at is not None for name in ("app", "db"))
+    assert sent == [False, True]
+    assert {steps[name].process.status for name in ("app", "db")} == {"completed"}
+
+
 @needs_concurrent_writers
 def test_a_step_that_does_not_need_a_slow_sibling_starts_before_it_finishes(
     res_product, start_worker

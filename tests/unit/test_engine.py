@@ -49,6 +49,26 @@ def test_a_run_logs_init_and_done_and_stores_each_state(synced):
     assert process.state["summary"] == "Hello: hi after 0.0s of work"
 
 
+def test_only_the_last_step_of_a_worker_run_keeps_one_run_of_its_own_queue():
+    """runner.hand_off: a committing step that stops a worker's run keeps the first run of
+    its task's queue for the worker to run next; every other run goes to the broker."""
+    from orchestrator import runner
+
+    runs = [("a", "user"), ("b", "core"), ("c", "core")]
+    assert runner.hand_off(runs) == runs  # no worker run's stopping step is committing
+    run_watch = runner.RunWatch("core")
+    runner.offering.watch = run_watch
+    try:
+        assert runner.hand_off(runs) == [("a", "user"), ("c", "core")]
+        assert run_watch.handed_off == "b"
+        assert run_watch.kept_runs() == [("b", "core")]
+        assert runner.hand_off([("d", "core")]) == [("d", "core")]  # one run, not two
+        runner.offering.watch = runner.RunWatch(None)  # a run outside a worker's task
+        assert runner.hand_off(runs) == runs
+    finally:
+        runner.offering.watch = None
+
+
 def test_failing_step_fails_with_reason_and_resume_does_not_rerun_earlier_steps(synced, tmp_path):
     process = run(start("wf_counted", {"steps": 20, "fail_at": 7}))
     assert process.status == "failed"

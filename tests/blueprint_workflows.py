@@ -4,7 +4,6 @@ its running interval in the state; `terminate_res` ends one; `task_echo` is a ta
 
 from __future__ import annotations
 
-import os
 import time
 
 from django import forms
@@ -15,6 +14,7 @@ from orchestrator.models import WorkerPing
 from orchestrator.workflow import State, StepList, begin, done, init, step, workflow
 from orchestrator.workflows.utils import create_workflow, terminate_workflow
 from subscriptions.domain import SubscriptionModel
+from tests import markers
 
 
 class ResProvisioning(SubscriptionModel, lifecycles=["initial", "provisioning"]):
@@ -45,7 +45,7 @@ def provision_res(
     started = time.time()
     if delay:
         time.sleep(delay)
-    if fail and not os.path.exists(f"/tmp/blueprint-fix-{name}"):
+    if fail and not markers.exists(f"blueprint-fix-{name}"):
         raise RuntimeError(f"provisioning {name} failed on purpose")
     WorkerPing.objects.create(marker=f"res:{name}:{process_id}")
     res = ResProvisioning.from_subscription(subscription_id)

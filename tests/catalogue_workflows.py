@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 from django import forms
@@ -13,6 +12,7 @@ from orchestrator.lock import registry as lock_registry
 from orchestrator.models import WorkerPing
 from orchestrator.workflow import State, StepList, done, init, step, workflow
 from orchestrator.workflows.utils import add_branch_tag, add_tags
+from tests import markers
 
 
 @step("Look at the run context")
@@ -56,10 +56,9 @@ class HoldForm(forms.Form):
 
 @step("Hold the slot")
 def hold_the_slot(process_id: str, hold: float | None = None) -> State:
-    """Runs for `hold` seconds, or less once /tmp/orchestrator-release-<id> exists."""
+    """Runs for `hold` seconds, or less once the marker release-<id> exists."""
     deadline = time.monotonic() + (hold or 0)
-    release = f"/tmp/orchestrator-release-{process_id}"
-    while time.monotonic() < deadline and not os.path.exists(release):
+    while time.monotonic() < deadline and not markers.exists(f"release-{process_id}"):
         time.sleep(0.05)
     WorkerPing.objects.create(marker=f"{process_id}:held")
     return {"held": hold or 0}
@@ -130,7 +129,7 @@ def double_it(process_id: str, value: int, fail: bool = False, as_text: bool = F
               hold: float | None = None) -> State:
     WorkerPing.objects.create(marker=f"child:{process_id}")  # counted: once per child run
     time.sleep(hold or 0)
-    if fail and not os.path.exists(f"/tmp/orchestrator-fix-{value}"):
+    if fail and not markers.exists(f"fix-{value}"):
         raise RuntimeError(f"child {value} fails on purpose")
     return {"result": str(value * 2) if as_text else value * 2}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +21,15 @@ from tests.factories import user_with_role
 
 ROOT = Path(__file__).resolve().parent.parent
 pytest_plugins = ["tests.blueprint_helpers"]  # the blueprint tests' fixtures
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """Remove the var directory tests/settings.py made for this run (its SQLite file, broker
+    folders, markers), once every worker and database of the run is gone."""
+    from django.conf import settings
+
+    if getattr(settings, "VAR_DIR_MADE_HERE", False):
+        shutil.rmtree(settings.VAR_DIR, ignore_errors=True)
 
 
 # --- Quick database resets on PostgreSQL ------------------------------------------------------

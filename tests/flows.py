@@ -23,6 +23,7 @@ from orchestrator.flows import (
 )
 from orchestrator.models import WorkerPing
 from orchestrator.workflows.utils import add_tags
+from tests import markers
 from tests.workflows import lose_the_session_once
 
 logger = logging.getLogger("tests.flows")
@@ -38,7 +39,7 @@ def run_id() -> str:
 
 
 def fixed(process_id: str) -> bool:
-    return os.path.exists(f"/tmp/orchestrator-fix-{process_id}")
+    return markers.exists(f"fix-{process_id}")
 
 
 # --- ten counted tasks (crash and retry tests) ----------------------------------------------

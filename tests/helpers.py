@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -14,6 +13,7 @@ from django.db import connection
 from orchestrator import services
 from orchestrator.models import Process
 from orchestrator.runner import run_process
+from tests import markers
 
 
 def start(name: str, *pages: dict, user=None, **kwargs) -> Process:
@@ -68,9 +68,5 @@ def closed_port() -> int:
 def fixed(process: Process) -> Iterator[None]:
     """The test workflows' "fixed" marker for a run that fails on purpose: inside the block its
     failing step or task succeeds (resume it there)."""
-    marker = f"/tmp/orchestrator-fix-{process.pk}"
-    open(marker, "w").close()
-    try:
+    with markers.present(f"fix-{process.pk}"):
         yield
-    finally:
-        os.remove(marker)

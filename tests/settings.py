@@ -5,8 +5,12 @@ import tempfile
 
 os.environ.setdefault("SECRET_KEY", "test-secret-key-only-for-the-test-suite")
 # Each test run gets its own var/ (SQLite file, filesystem broker folders), shared with the
-# worker processes it starts through the environment, so parallel runs never mix.
-os.environ.setdefault("ORCHESTRATOR_VAR_DIR", tempfile.mkdtemp(prefix="orchestrator-tests-"))
+# worker processes it starts through the environment, so parallel runs never mix. The run that
+# made it removes it at its end (tests/conftest.py); one given in the environment is kept.
+# (Made only when missing: every worker process imports these settings too.)
+VAR_DIR_MADE_HERE = "ORCHESTRATOR_VAR_DIR" not in os.environ
+if VAR_DIR_MADE_HERE:
+    os.environ["ORCHESTRATOR_VAR_DIR"] = tempfile.mkdtemp(prefix="orchestrator-tests-")
 
 from orchestrator.settings import *  # noqa: E402,F403
 from orchestrator.settings import (  # noqa: E402

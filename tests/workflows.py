@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from urllib.parse import quote
 
@@ -34,6 +33,7 @@ from orchestrator.workflow import (
     step,
     workflow,
 )
+from tests import markers
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class CountForm(forms.Form):
 def numbered_step(index: int):
     @step(f"Step {index}")
     def run(process_id: str, sleep: float | None = None, fail_at: int | None = None) -> State:
-        if fail_at == index and not os.path.exists(f"/tmp/orchestrator-fix-{process_id}"):
+        if fail_at == index and not markers.exists(f"fix-{process_id}"):
             raise RuntimeError(f"step {index} fails on purpose")
         record(f"{process_id}:{index}")
         if sleep:
@@ -109,10 +109,7 @@ noop_steps = [step(f"No-op {index}")(lambda: None) for index in range(100)]
 @retrystep("Flaky call")
 def flaky_call(process_id: str) -> State:
     # Counted in a file: a failed attempt's database writes are rolled back with it.
-    counter = f"/tmp/orchestrator-flaky-{process_id}"
-    with open(counter, "a") as attempts_file:
-        attempts_file.write(".")
-    attempts = os.path.getsize(counter)
+    attempts = markers.count_attempt(f"flaky-{process_id}")
     record(f"{process_id}:flaky")
     if attempts < 3:
         raise RuntimeError("remote not ready")
@@ -134,10 +131,7 @@ class HTTPError(Exception):
 
 def attempts_of(process_id: str, name: str) -> int:
     """How often this step of this run was tried (counted outside the database)."""
-    counter = f"/tmp/orchestrator-{name}-{process_id}"
-    with open(counter, "a") as attempts_file:
-        attempts_file.write(".")
-    return os.path.getsize(counter)
+    return markers.count_attempt(f"{name}-{process_id}")
 
 
 @retrystep("Call an unreachable API")
@@ -326,9 +320,7 @@ def lose_the_session_once(process_id: str) -> None:
     """Writes an effect; on the first call for the process its database session is then
     terminated under it (as by an administrator, or a failover), which rolls it back."""
     record(f"{process_id}:session")
-    first_attempt = f"/tmp/orchestrator-session-{process_id}"
-    if not os.path.exists(first_attempt):
-        open(first_attempt, "w").close()
+    if markers.count_attempt(f"session-{process_id}") == 1:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
 

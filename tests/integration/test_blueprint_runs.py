@@ -11,6 +11,7 @@ from django.utils import timezone
 from blueprints import services
 from blueprints.models import Execution
 from orchestrator.models import Process, WorkerPing
+from tests import markers
 from tests.blueprint_helpers import make_blueprint, make_template, steps_of
 from tests.conftest import needs_concurrent_writers, wait_for
 
@@ -132,14 +133,9 @@ def test_a_failing_step_errors_the_execution_siblings_finish_and_executing_again
     assert steps["eks"].resource.status == "active"  # nothing rolled back or deleted
     assert steps["vpc"].resource.status == "active"
     vpc_resource = steps["vpc"].resource_id
-    open("/tmp/blueprint-fix-rds-broken", "w").close()  # the cause is fixed
-    try:
+    with markers.present("blueprint-fix-rds-broken"):  # the cause is fixed
         services.execute_execution(execution=execution)
         wait_for(finished(execution, "done", "error"), timeout=90)
-    finally:
-        import os
-
-        os.unlink("/tmp/blueprint-fix-rds-broken")
     execution.refresh_from_db()
     assert execution.status == "done", execution.error_message
     steps = steps_of(execution)

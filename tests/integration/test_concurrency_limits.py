@@ -10,7 +10,6 @@ steps overlap there whatever the limit says.
 from __future__ import annotations
 
 import itertools
-import pathlib
 
 import pytest
 from django.db import connection
@@ -21,6 +20,7 @@ from rest_framework.test import APIClient
 from orchestrator import services
 from orchestrator.exceptions import RunCancelled
 from orchestrator.models import Process, ProcessStep
+from tests import markers
 from tests.conftest import wait_for
 from tests.helpers import race
 
@@ -37,7 +37,7 @@ def status_of(process_id) -> str:
 
 def release(process_id) -> None:
     """Let a run's "Hold the slot" step end now."""
-    pathlib.Path(f"/tmp/orchestrator-release-{process_id}").touch()
+    markers.marker(f"release-{process_id}").touch()
 
 
 def interval(process_id) -> tuple:

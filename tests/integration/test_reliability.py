@@ -23,7 +23,7 @@ from orchestrator.models import Process, ProcessStep, WorkerPing
 from orchestrator.runner import ProcessRun, RunWatch, claim
 from orchestrator.tasks import run_process_task
 from tests.conftest import ROOT, lease_holder, wait_for
-from tests.helpers import run
+from tests.helpers import fixed, run
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 LEASE = "2"
@@ -107,9 +107,9 @@ def test_failed_step_resumes_from_where_it_failed_with_a_real_worker(synced, sta
     assert "step 7 fails on purpose" in process.failed_reason
     assert "Traceback" in process.traceback
     assert len(markers(process)) == 7
-    open(f"/tmp/orchestrator-fix-{process.pk}", "w").close()
-    services.resume_process(process=process)
-    wait_for(lambda: status_of(process) == "completed")
+    with fixed(process):
+        services.resume_process(process=process)
+        wait_for(lambda: status_of(process) == "completed")
     assert_each_step_once(process)
 
 

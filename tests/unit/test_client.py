@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import pathlib
 import threading
 
 import pytest
@@ -19,6 +18,7 @@ from orchestrator.context import running
 from orchestrator.exceptions import FormInvalid, NotFound, RunCancelled
 from orchestrator.models import Process, WorkerPing
 from orchestrator.runner import claim
+from tests import markers
 from tests.catalogue_workflows import CHILD
 from tests.helpers import run, start
 
@@ -121,20 +121,15 @@ def test_a_step_that_executes_children_makes_them_its_children(synced):
 def test_retrying_the_parent_reuses_completed_children_and_retries_the_failed_one(synced):
     from orchestrator import services
 
-    fixes = [pathlib.Path(f"/tmp/orchestrator-fix-{value}") for value in (2, 1)]
-    fixes[0].touch()  # the child of 2 succeeds, the child of 1 fails
-    try:
+    with markers.present("fix-2"):  # the child of 2 succeeds, the child of 1 fails
         parent = run(start("wf_parent_execute", {"values": [2, 1], "fail": True}))
         assert parent.status == "failed" and "WorkflowRunFailed" in parent.failed_reason
         done, failed = (Process.objects.get(parent=parent, status=status)
                         for status in ("completed", "failed"))
         assert child_runs() == 1  # the failed child's step left nothing
-        fixes[1].touch()
-        services.resume_process(process=parent)
-        parent = run(parent)
-    finally:
-        for fix in fixes:
-            fix.unlink(missing_ok=True)
+        with markers.present("fix-1"):
+            services.resume_process(process=parent)
+            parent = run(parent)
     assert parent.status == "completed", parent.failed_reason
     assert parent.state["child_results"] == [4, 2]
     assert Process.objects.filter(parent=parent).count() == 2  # no new child

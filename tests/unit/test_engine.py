@@ -13,7 +13,8 @@ from orchestrator.exceptions import Conflict, FormInvalid, NotFound, Preconditio
 from orchestrator.models import Process, ProcessStep, WorkerPing, Workflow
 from orchestrator.runner import run_process
 from orchestrator.workflow import StepList, begin, done, init, step
-from tests.helpers import run, start
+from tests import markers
+from tests.helpers import fixed, run, start
 
 pytestmark = pytest.mark.django_db
 
@@ -75,9 +76,9 @@ def test_failing_step_fails_with_reason_and_resume_does_not_rerun_earlier_steps(
     assert "step 7 fails on purpose" in process.failed_reason
     assert "Traceback" in process.traceback
     assert WorkerPing.objects.filter(marker__startswith=f"{process.pk}:").count() == 7
-    open(f"/tmp/orchestrator-fix-{process.pk}", "w").close()
-    services.resume_process(process=process)
-    process = run(process)
+    with fixed(process):
+        services.resume_process(process=process)
+        process = run(process)
     assert process.status == "completed"
     markers = list(WorkerPing.objects.filter(marker__startswith=f"{process.pk}:").values_list(
         "marker", flat=True))
@@ -156,12 +157,10 @@ def test_a_retrystep_out_of_attempts_is_classified_like_a_plain_step(synced, set
 
 
 def test_a_manual_retry_gives_a_retrystep_its_attempts_again(synced, settings):
-    import os
-
     settings.ORCHESTRATOR_RETRY_MAX_ATTEMPTS = 1
     process = run_until_settled(start("wf_retry"))
     assert process.status == "failed" and process.retry_count == 1
-    os.remove(f"/tmp/orchestrator-flaky-{process.pk}")  # the remote is "down" again
+    markers.marker(f"flaky-{process.pk}").unlink()  # the remote is "down" again
     services.resume_process(process=process)
     process = run(process)
     assert process.status == "waiting" and process.retry_count == 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import os
 import time
 import uuid
 
@@ -19,6 +18,7 @@ from orchestrator.flows.children import WakeParentFlows
 from orchestrator.models import Process, ProcessStep, WorkerPing
 from tests import flows as test_flows
 from tests.helpers import fixed, run, start
+from tests.markers import present
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -355,7 +355,6 @@ def test_the_runs_a_flow_starts_are_its_children_keyed_by_the_call(synced):
 
 
 def test_a_flow_retried_after_a_failed_child_reuses_its_children_and_retries_that_one(synced):
-    fix = f"/tmp/orchestrator-fix-{62}"  # the executed child's value
     parent = run(start("flow-kids", {"value": 61, "fail": True}))
     assert parent.status == "failed"
     assert "WorkflowRunFailed" in parent.failed_reason
@@ -363,12 +362,9 @@ def test_a_flow_retried_after_a_failed_child_reuses_its_children_and_retries_tha
     before = children_of(parent)
     assert sorted(before) == ["flow-child#0", "wf_child#0", "wf_child#1"]
     assert before["wf_child#1"].status == "failed"
-    open(fix, "w").close()
-    try:
+    with present("fix-62"):  # the executed child's value
         services.resume_process(process=parent)
         parent = run(parent)
-    finally:
-        os.remove(fix)
     assert parent.status == "completed", parent.failed_reason
     after = children_of(parent)
     assert sorted(after) == KIDS

@@ -20,6 +20,7 @@ VAR_DIR = Path(os.environ.get("ORCHESTRATOR_VAR_DIR", BASE_DIR / "var"))
 DEFAULT_SECRET_KEY = "insecure-embedded-default-secret-key-change-me"  # noqa: S105
 SUPPORTED_DATABASE_SCHEMES = ("sqlite", "postgres", "postgresql", "pgsql")
 SUPPORTED_BROKER_SCHEMES = ("filesystem", "redis", "rediss", "amqp", "amqps", "pyamqp", "memory")
+PREPARE_THRESHOLD = 5  # psycopg's own default, which Django overrides with None
 
 
 class ConfigError(Exception):
@@ -124,6 +125,9 @@ def database_settings(url: str | None, conn_max_age: int = 0) -> dict:
         # mode that cannot keep prepared statements (PgBouncer before 1.21), put
         # ?server_side_binding=false in DATABASE_URL (docs/deploying.md).
         config["OPTIONS"].setdefault("server_side_binding", True)
+        # Django turns psycopg's preparing off unless told (prepare_threshold None): a
+        # statement run this many times in a session is prepared from then on.
+        config["OPTIONS"].setdefault("prepare_threshold", PREPARE_THRESHOLD)
         # Django's backend, knowing the parameter limit that comes with it.
         config["ENGINE"] = "orchestrator.postgresql"
     return config

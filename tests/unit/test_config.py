@@ -88,6 +88,7 @@ def test_unsupported_broker_scheme_is_refused_in_one_line(url):
 def test_postgresql_binds_parameters_on_the_server_unless_the_url_says_not():
     options = config.database_settings("postgres://u@db:5432/x")["OPTIONS"]
     assert options["server_side_binding"] is True
+    assert options["prepare_threshold"] == config.PREPARE_THRESHOLD
     behind_a_pooler = "postgres://u@db:5432/x?server_side_binding=false"
     assert config.database_settings(behind_a_pooler)["OPTIONS"]["server_side_binding"] is False
 

@@ -35,6 +35,20 @@ def test_the_backend_declares_the_server_side_parameter_limit():
     assert connection.ops.bulk_batch_size(["a"], range(10)) == 65535
 
 
+def test_a_statement_a_session_runs_often_is_prepared():
+    """psycopg prepares a statement once a session has run it PREPARE_THRESHOLD times
+    (Django turns that off unless told): PostgreSQL then parses and plans it once per
+    session, not at every step."""
+    from orchestrator.config import PREPARE_THRESHOLD
+
+    with connection.cursor() as cursor:
+        for _ in range(PREPARE_THRESHOLD + 1):
+            cursor.execute("SELECT %s::int AS prepared_marker", [1])
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
+                       ["%prepared_marker%"])
+        assert cursor.fetchone()[0] == 1
+
+
 def test_cleaning_up_more_task_runs_than_the_limit_deletes_them_in_batches(monkeypatch, synced):
     """70,000 runs take a minute to make and delete; the same batching shows with the limit
     lowered to 2 parameters: 5 runs' steps go in 3 statements, and every run is gone."""

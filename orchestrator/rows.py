@@ -1,8 +1,8 @@
 """Lean reads and writes for the hot paths (the runner's claim and step write, a start's
-workflow row, a blueprint step's completion): SQL written from the models' metadata once per
-shape, rows converted as the ORM converts a query's. Building the same ORM queries again at
-every step was most of their CPU (bench/load.py, bench/blueprint_parallel.py), for
-statements whose shape never changes.
+workflow row and its process's INSERT, a blueprint step's completion): SQL written from the
+models' metadata once per shape, rows converted as the ORM converts a query's. Building the
+same ORM queries again at every step was most of their CPU (bench/load.py,
+bench/blueprint_parallel.py), for statements whose shape never changes.
 
 Portable SQL (PostgreSQL and SQLite); only model metadata (quoted names) is formatted into
 it, every value is a parameter.
@@ -120,6 +120,38 @@ def select(parts: tuple[Part, ...], rest: str, params: Sequence[Any],
 def update_sql(vendor: str, model: type[Model], names: tuple[str, ...]) -> str:
     assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields_of(model, names))
     return f"UPDATE {table(model)} SET {assignments} WHERE {quote(model._meta.pk.column)} = %s"  # noqa: S608
+
+
+@functools.cache
+def insert_sql(vendor: str, model: type[Model]) -> tuple[str, str]:
+    """`INSERT INTO <table> (<every concrete column>) VALUES`, and one row's placeholders."""
+    fields = model._meta.concrete_fields
+    columns = ", ".join(quote(field.column) for field in fields)
+    return (f"INSERT INTO {table(model)} ({columns}) VALUES ",  # noqa: S608
+            "(" + ", ".join(["%s"] * len(fields)) + ")")
+
+
+def insert(objs: Sequence[Model]) -> None:
+    """Store new objects of one model in one INSERT (like `bulk_create`, without building
+    the ORM's query per call; a run's start stores its process this way). Every concrete
+    field is written, `auto_now`/`auto_now_add` set as the ORM sets them, so the primary
+    key must be set by the model (a UUID default), not by the database; no signals. One
+    statement whatever the count: callers keep it within the database's parameter limit (a
+    batch start's 1,000 runs are about 26,000 parameters; PostgreSQL takes 65,535)."""
+    if not objs:
+        return
+    db = connections[DEFAULT_DB_ALIAS]
+    model = type(objs[0])
+    if model._meta.pk.db_returning:
+        raise TypeError(f"{model.__name__}'s key is assigned by the database: use bulk_create")
+    fields = model._meta.concrete_fields
+    params = [field.get_db_prep_save(field.pre_save(obj, True), db)
+              for obj in objs for field in fields]
+    prefix, row = insert_sql(db.vendor, model)
+    with db.cursor() as cursor:
+        cursor.execute(prefix + ", ".join([row] * len(objs)), params)
+    for obj in objs:
+        obj._state.adding, obj._state.db = False, db.alias
 
 
 def update(obj: Model, names: Sequence[str]) -> None:

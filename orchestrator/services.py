@@ -327,7 +327,7 @@ def store_starts(starts: list[CheckedStart], user=None) -> list[Process]:
             cancelled = " (cancelled by its concurrency limit)" if over_limit else ""
             events.append(audit_event("process.start", user=user, target=process,
                                       summary=f"Started {name}{cancelled}", detail=named))
-    Process.objects.bulk_create(processes)
+    rows.insert(processes)
     grant_creator_view(processes, user)
     for link, process in links:
         link(process)

@@ -23,6 +23,15 @@ ROOT = Path(__file__).resolve().parent.parent
 pytest_plugins = ["tests.blueprint_helpers"]  # the blueprint tests' fixtures
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-django's own ordering, which it keeps
+def pytest_collection_modifyitems(session, config, items) -> None:
+    """The browser tests run last, however the run was asked for (`pytest tests/` collects them
+    first): Playwright's sync API leaves an event loop behind in this process, and the async
+    steps run in process by tests/unit after it would no longer run their ORM calls on the
+    step's own connection (pyproject's testpaths order alone did not hold for such a run)."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)
+
+
 def pytest_sessionfinish(session, exitstatus) -> None:
     """Remove the var directory tests/settings.py made for this run (its SQLite file, broker
     folders, markers), once every worker and database of the run is gone."""

@@ -870,6 +870,16 @@ def _watch_from_own_thread(run_watch: RunWatch) -> None:
 offering = threading.local()
 
 
+def worker_shutting_down() -> bool:
+    """Whether this worker was told to stop: a warm or cold shutdown sets one of these flags
+    to an exit code (0 included) in the worker's main process, where its thread pool runs;
+    they stay unset in a prefork pool's child processes and outside workers."""
+    from celery.worker import state as worker_state
+
+    return any(flag is not None and flag is not False
+               for flag in (worker_state.should_stop, worker_state.should_terminate))
+
+
 def hand_off(runs: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """Of `runs` (process id, queue) that a committing transaction enqueues, the ones to send
     to the broker. When that transaction is the last step of a worker's run (it stops the
@@ -878,9 +888,12 @@ def hand_off(runs: list[tuple[str, str]]) -> list[tuple[str, str]]:
     completion started, a parent its completion resumed), without the broker's round trip
     and the pick-up by another worker thread, which lay on the critical path of every
     dependent start. The kept run is not marked enqueued; should the worker die before
-    claiming it, the sweep sends it as any run the broker never got."""
+    claiming it, the sweep sends it as any run the broker never got. A worker shutting down
+    keeps none: its warm shutdown waits for the run in hand, not for a chain of new ones."""
     run_watch = getattr(offering, "watch", None)
     if run_watch is None or run_watch.queue is None or run_watch.handed_off is not None:
+        return runs
+    if worker_shutting_down():
         return runs
     for index, (process_id, queue) in enumerate(runs):
         if queue == run_watch.queue:

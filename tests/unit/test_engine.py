@@ -70,6 +70,26 @@ def test_only_the_last_step_of_a_worker_run_keeps_one_run_of_its_own_queue():
         runner.offering.watch = None
 
 
+@pytest.mark.parametrize("flag", ["should_stop", "should_terminate"])
+def test_a_worker_shutting_down_keeps_no_run_for_itself(monkeypatch, flag):
+    """Its warm shutdown waits for the run in hand only: what that run's last step starts goes
+    to the broker, for the workers that stay (exit code 0 is a shutdown too)."""
+    from celery.worker import state as worker_state
+
+    from orchestrator import runner
+
+    runs = [("a", "core"), ("b", "core")]
+    runner.offering.watch = runner.RunWatch("core")
+    try:
+        monkeypatch.setattr(worker_state, flag, 0)
+        assert runner.hand_off(runs) == runs
+        assert runner.offering.watch.handed_off is None
+        monkeypatch.setattr(worker_state, flag, None)
+        assert runner.hand_off(runs) == [("b", "core")]
+    finally:
+        runner.offering.watch = None
+
+
 def test_failing_step_fails_with_reason_and_resume_does_not_rerun_earlier_steps(synced, tmp_path):
     process = run(start("wf_counted", {"steps": 20, "fail_at": 7}))
     assert process.status == "failed"

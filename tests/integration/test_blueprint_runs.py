@@ -30,6 +30,15 @@ def ran(step) -> tuple[float, float]:
     return step.outputs["ran_from"], step.outputs["ran_to"]
 
 
+def executed(execution: Execution) -> dict[str, object]:
+    """Execute on the test's workers, wait until the execution is done; its steps by name."""
+    services.execute_execution(execution=execution)
+    wait_for(finished(execution, "done", "error"), timeout=90)
+    execution.refresh_from_db()
+    assert execution.status == "done", execution.error_message
+    return steps_of(execution)
+
+
 def runs_of(name: str) -> int:
     return WorkerPing.objects.filter(marker__startswith=f"res:{name}:").count()
 
@@ -51,11 +60,7 @@ def test_siblings_run_at_the_same_time_and_get_the_upstream_outputs(res_product,
     execution = services.create_execution(
         blueprint=blueprint, data={"variable_overrides": {"db": {"upstream_id": "override"}}}
     )
-    services.execute_execution(execution=execution)
-    wait_for(finished(execution, "done", "error"), timeout=90)
-    execution.refresh_from_db()
-    assert execution.status == "done", execution.error_message
-    steps = steps_of(execution)
+    steps = executed(execution)
     app_from, app_to = ran(steps["app"])
     db_from, db_to = ran(steps["db"])
     assert app_from < db_to and db_from < app_to, "app and db did not overlap"
@@ -72,11 +77,7 @@ def test_the_worker_that_completes_a_step_runs_one_step_it_made_ready_itself(
     of them next itself, never sent to the broker (no enqueued mark), and sends the other."""
     start_worker(pool="threads", concurrency=2)
     execution = services.create_execution(blueprint=three_tier)
-    services.execute_execution(execution=execution)
-    wait_for(finished(execution, "done", "error"), timeout=90)
-    execution.refresh_from_db()
-    assert execution.status == "done", execution.error_message
-    steps = steps_of(execution)
+    steps = executed(execution)
     sent = sorted(steps[name].process.enqueued_at is not None for name in ("app", "db"))
     assert sent == [False, True]
     assert {steps[name].process.status for name in ("app", "db")} == {"completed"}
@@ -98,11 +99,7 @@ def test_a_step_that_does_not_need_a_slow_sibling_starts_before_it_finishes(
     )
     start_worker(pool="threads", concurrency=4)
     execution = services.create_execution(blueprint=blueprint)
-    services.execute_execution(execution=execution)
-    wait_for(finished(execution, "done", "error"), timeout=90)
-    execution.refresh_from_db()
-    assert execution.status == "done", execution.error_message
-    steps = steps_of(execution)
+    steps = executed(execution)
     assert steps["after_fast"].position == 2 and steps["slow"].position == 1
     assert ran(steps["after_fast"])[1] < ran(steps["slow"])[1]
     assert steps["after_fast"].started_at < steps["slow"].completed_at
@@ -134,11 +131,7 @@ def test_a_failing_step_errors_the_execution_siblings_finish_and_executing_again
     assert steps["vpc"].resource.status == "active"
     vpc_resource = steps["vpc"].resource_id
     with markers.present("blueprint-fix-rds-broken"):  # the cause is fixed
-        services.execute_execution(execution=execution)
-        wait_for(finished(execution, "done", "error"), timeout=90)
-    execution.refresh_from_db()
-    assert execution.status == "done", execution.error_message
-    steps = steps_of(execution)
+        steps = executed(execution)
     assert steps["vpc"].resource_id == vpc_resource
     assert (runs_of("vpc"), runs_of("eks"), runs_of("rds-broken")) == (1, 1, 1)
     assert Process.objects.filter(workflow__name="create_res").count() == 4  # rds twice

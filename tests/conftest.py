@@ -323,6 +323,16 @@ def lease_holder(process, workers: list[Worker]) -> Worker | None:
     raise AssertionError(f"no worker of the test holds the lease of {process.pk}: {owner!r}")
 
 
+def kill_lease_holder(process, workers: list[Worker], start: Callable[[], Worker]) -> None:
+    """SIGKILL the worker of `workers` that holds the process's lease (the first one when
+    nobody does: the run just ended) and put a spare started by `start` in its place (a
+    worker takes seconds to start, so the kill tests keep one up)."""
+    holder = lease_holder(process, workers) or workers[0]
+    holder.kill()
+    workers.remove(holder)
+    workers.append(start())
+
+
 def database_url_for_tests() -> str:
     """The URL of the database pytest-django created, for processes outside the test."""
     from django.db import connection

@@ -16,15 +16,16 @@ from pathlib import Path
 
 from orchestrator.config import VAR_DIR
 
+FOLDER = VAR_DIR / "markers"
+
 
 def marker(name: str) -> Path:
-    folder = VAR_DIR / "markers"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / name
+    FOLDER.mkdir(parents=True, exist_ok=True)
+    return FOLDER / name
 
 
 def exists(name: str) -> bool:
-    return (VAR_DIR / "markers" / name).exists()
+    return (FOLDER / name).exists()
 
 
 def count_attempt(name: str) -> int:

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from orchestrator import services
 from orchestrator.models import Process, ProcessStep, WorkerPing
-from tests.conftest import lease_holder, needs_concurrent_writers, wait_for
+from tests.conftest import kill_lease_holder, needs_concurrent_writers, wait_for
 from tests.helpers import fixed
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -65,11 +65,8 @@ def test_a_worker_killed_in_the_middle_of_a_flow_runs_each_task_body_once(
         wait_for(sweeping(lambda before=done_before: task_successes(process) > before
                           or status_of(process) == "completed"), timeout=60, interval=0.02)
         time.sleep(rng.uniform(0.05, 0.3))  # inside the next task body
-        holder = lease_holder(process, workers) or workers[0]  # none: the run just ended
-        holder.kill()
+        kill_lease_holder(process, workers, lambda: start_worker(ORCHESTRATOR_LEASE_SECONDS=LEASE))
         kills += 1
-        workers.remove(holder)
-        workers.append(start_worker(ORCHESTRATOR_LEASE_SECONDS=LEASE))
         wait_for(lambda: not Process.objects.filter(
             pk=process.pk, lease_expires_at__gt=timezone.now()).exists(), timeout=10)
     assert kills == 4

@@ -22,7 +22,7 @@ from orchestrator import services
 from orchestrator.models import Process, ProcessStep, WorkerPing
 from orchestrator.runner import ProcessRun, RunWatch, claim
 from orchestrator.tasks import run_process_task
-from tests.conftest import ROOT, lease_holder, wait_for
+from tests.conftest import ROOT, kill_lease_holder, wait_for
 from tests.helpers import fixed, run
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -173,11 +173,8 @@ def test_sigkill_at_twenty_points_loses_nothing_and_repeats_nothing(
             ).get(pk=process.pk)
             pytest.fail(f"no progress after {kills} kills: {row} now={timezone.now()}")
         time.sleep(rng.uniform(0.05, 0.35))  # somewhere inside the next step
-        holder = lease_holder(process, workers) or workers[0]  # none: the run just ended
-        holder.kill()
+        kill_lease_holder(process, workers, lambda: start_worker(ORCHESTRATOR_LEASE_SECONDS=LEASE))
         kills += 1
-        workers.remove(holder)
-        workers.append(start_worker(ORCHESTRATOR_LEASE_SECONDS=LEASE))
         # The lease of the dead worker expires; the sweep takes the process back.
         wait_for(
             lambda: not Process.objects.filter(

@@ -44,6 +44,7 @@ django.setup()
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 
+from bench.database import vacuum_analyze  # noqa: E402
 from blueprints import selectors, services  # noqa: E402
 from blueprints.models import Blueprint, Execution, Template  # noqa: E402
 from orchestrator import services as engine  # noqa: E402
@@ -172,15 +173,6 @@ class Run:
     busy: float  # the whole machine's busy CPU seconds
     workers: float  # the workers' CPU seconds
     database: float  # the CPU seconds of the PostgreSQL backends of this database
-
-
-def vacuum_analyze() -> None:
-    """Before each run: vacuum the database and give the planner its statistics, as
-    autovacuum keeps them where it runs. On a server with it off (a development machine)
-    the run's statements would be planned blind, over the dead rows of every earlier run,
-    and each run would measure the ones before it."""
-    with connection.cursor() as cursor:
-        cursor.execute("VACUUM ANALYZE")
 
 
 def start_workers() -> list[subprocess.Popen]:

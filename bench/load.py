@@ -86,9 +86,15 @@ from django.db import connection  # noqa: E402
 from django.db.models import Count, Q  # noqa: E402
 from rest_framework.test import APIClient  # noqa: E402
 
+from bench.database import vacuum_analyze  # noqa: E402
 from bench.workflows import LOAD_STEP_COUNT, counted_noop_task  # noqa: E402
 from orchestrator import services  # noqa: E402
-from orchestrator.models import Process, ProcessStep, WorkerPing  # noqa: E402
+from orchestrator.models import (  # noqa: E402
+    Process,
+    ProcessStep,
+    ProcessUserObjectPermission,
+    WorkerPing,
+)
 from orchestrator.tasks import ping_task  # noqa: E402
 from orchestrator.tokens import issue_token  # noqa: E402
 
@@ -198,6 +204,7 @@ def submit_batch(client: APIClient) -> list[float]:
 def run_processes(mode: str, client: APIClient, worker: subprocess.Popen) -> dict:
     """Start N runs through `mode` and wait for all of them; figures and problems."""
     Process.objects.filter(workflow__name=WORKFLOW).delete()
+    vacuum_analyze(Process, ProcessStep, ProcessUserObjectPermission)  # not earlier runs' dead rows
     profilers = start_profilers(worker, mode)
     cpu = worker_cpu_seconds(worker)
     first = time.perf_counter()

@@ -57,6 +57,7 @@ from django.utils import timezone  # noqa: E402
 from guardian.utils import get_user_obj_perms_model  # noqa: E402
 
 import subscriptions.views as subscription_pages  # noqa: E402
+from bench.database import vacuum_analyze  # noqa: E402
 from orchestrator import services  # noqa: E402
 from subscriptions.models import Product, ProductType, Subscription  # noqa: E402
 
@@ -132,15 +133,9 @@ def add_subscriptions(products: list[Product], viewer, start: int, stop: int) ->
 
 
 def vacuum() -> None:
-    """Fresh statistics and no dead rows from earlier runs, so the figures are repeatable
-    (a bloated table once led the planner into a 10 s nested loop)."""
-    if connection.vendor != "postgresql":
-        return
-    with connection.cursor() as cursor:
-        for table in ("subscriptions_subscription",
-                      "subscriptions_subscriptionuserobjectpermission",
-                      "subscriptions_subscription_depends_on", "auth_permission"):
-            cursor.execute(f"VACUUM ANALYZE {connection.ops.quote_name(table)}")
+    """The list's tables vacuumed and analyzed, so the figures are repeatable."""
+    vacuum_analyze(Subscription, get_user_obj_perms_model(Subscription),
+                   Subscription.depends_on.through, Permission)
 
 
 def measure(client: Client, url: str, expect_count: int | None = None) -> dict:

@@ -202,8 +202,8 @@ def park_for_children(turn: Any, reason: str) -> bool:
 
 def wake_parent(parent_id: Any) -> None:
     """A child of `parent_id` ended: if the parent is parked waiting for its children, run
-    it again (it replays up to its call and finds the child's result). Every child's end
-    asks, so the UPDATE is written as SQL once, not built by the ORM each time."""
+    it again (it replays up to its call and finds the child's result). Every flow child's
+    end asks, so the UPDATE is written as SQL once, not built by the ORM each time."""
     from orchestrator.services import enqueue_process
 
     quote = connection.ops.quote_name
@@ -227,8 +227,13 @@ def wake_parent(parent_id: Any) -> None:
 
 class WakeParentFlows(ProcessExtension):
     """The engine's own use of `process_stopped`: a run that stops wakes the flow that
-    waits for it, inside the transaction that records its end."""
+    waits for it, inside the transaction that records its end.
+
+    A flow waits only for the children its function started (`find_or_start`), and each
+    of those carries the key of its call (`FlowTurn.child_key`, never empty). A child
+    without one (a blueprint step, a validation run) is no flow's to wait for: its end
+    asks nothing, which spares every blueprint step an UPDATE."""
 
     def process_stopped(self, process: Process, status: str) -> None:
-        if process.parent_id:
+        if process.parent_id and process.call_key:
             wake_parent(process.parent_id)

@@ -406,6 +406,30 @@ def test_a_child_that_failed_while_its_parent_was_parked_fails_the_parent(synced
     assert Process.objects.get(pk=child.pk).status == "failed"  # not retried by the wake
 
 
+def test_only_a_child_started_by_a_flow_call_wakes_its_parked_parent(synced):
+    """A flow waits only for children its function started, each keyed by its call. A
+    child without a key (a blueprint step, a validation run) is no flow's to wait for: its
+    end leaves the parent alone and costs no statement; the keyed child's end wakes it."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    parent = run(start("flow-parks", {"value": 9}))
+    assert parent.status == "waiting" and parent.waiting_on_children
+    keyed = Process.objects.get(parent=parent)
+    assert keyed.call_key
+    unkeyed = start("flow-child", {"value": 1}, parent=parent)
+    assert unkeyed.call_key == ""
+    with CaptureQueriesContext(connection) as queries, transaction.atomic():
+        WakeParentFlows().process_stopped(unkeyed, "completed")
+    assert [query["sql"] for query in queries if "orchestrator_process" in query["sql"]] == []
+    parent.refresh_from_db()
+    assert parent.status == "waiting" and parent.waiting_on_children
+    with transaction.atomic():
+        WakeParentFlows().process_stopped(keyed, "completed")
+    parent.refresh_from_db()
+    assert parent.status == "resumed" and not parent.waiting_on_children
+
+
 def test_an_async_flow_awaits_execute_batches_and_sub_flows_as_children(synced):
     parent = run(start("flow-kids-async", {"value": 1}))
     assert parent.status == "completed", parent.failed_reason

@@ -40,7 +40,7 @@ from blueprints.selectors import template_spec_from, wires_from_snapshot
 from orchestrator import rows
 from orchestrator import services as engine
 from orchestrator.crypto import decrypt_json
-from orchestrator.exceptions import OrchestratorError, RunCancelled
+from orchestrator.exceptions import OrchestratorError
 from orchestrator.extensions import STOPPED_STATUSES
 from orchestrator.models import RETRYABLE_STATUSES, Process, ProcessStatus, Workflow
 from subscriptions.models import Subscription
@@ -174,16 +174,25 @@ def start_step(execution: Execution, step: ExecutionStep, facts: Facts,
 
 def start_child(execution: Execution, step: ExecutionStep, name: str, page: dict[str, Any],
                 parent: Process | None, targets: dict[str, Any]) -> Process:
-    """The step's process: stored, or (a start refused) the refusal raised with nothing
-    stored (`start_process` stores in a savepoint of its own); a run its concurrency limit
-    cancelled at once is kept, as it was stored."""
+    """The step's process, stored in the completion's transaction (a run its concurrency
+    limit cancelled at once too: the caller sees its status), or the refusal raised with
+    nothing stored.
+
+    No savepoint of its own, as `start_process` takes: a refusal comes from the checks
+    before the store or from an extension's `reserve`, and for a step's targets (the step,
+    a create template's product) no extension writes before it refuses, so there is
+    nothing to undo and the transaction goes on to record the step's error; any other
+    error rolls the whole completion back, as it would with one."""
+    request = engine.StartRequest.of(
+        workflow_name=step.template_snapshot["workflow"], input_pages=[page], parent=parent,
+        run_name=f"{execution.blueprint.name} · {name}", **targets,
+    )
+    checked = engine.check_start(request)
     try:
-        return engine.start_process(
-            workflow_name=step.template_snapshot["workflow"], input_pages=[page],
-            parent=parent, run_name=f"{execution.blueprint.name} · {name}", **targets,
-        )
-    except RunCancelled as cancelled:  # stored as cancelled: keep it
-        return cancelled.process
+        [process] = engine.store_starts([checked])
+    except engine.StartVetoed as vetoed:
+        raise vetoed.error from None
+    return process
 
 
 def is_ready(step: ExecutionStep, facts: Facts) -> bool:

@@ -355,6 +355,31 @@ def test_a_step_cancelled_at_its_start_by_a_concurrency_limit_is_in_error(synced
     assert execution.status == "error"
 
 
+def test_a_step_whose_start_is_refused_is_in_error_and_its_completion_commits(
+    three_tier, res_product,
+):
+    """net's completion starts app first; the product no longer offers app's create
+    workflow, so the subscriptions extension refuses the start inside the completion's
+    transaction (no savepoint of its own): app is in error saying why, no process of its
+    is stored, and the rest of net's completion commits."""
+    from orchestrator.runner import run_process
+
+    execution = services.create_execution(blueprint=three_tier, data={})
+    services.execute_execution(execution=execution)
+    run_process(str(Execution.objects.get(pk=execution.pk).run_id))  # starts net
+    net = steps_of(execution)["net"]
+    res_product.workflows.remove(res_product.workflows.get(name="create_res"))
+    before = Process.objects.count()
+    run_process(str(net.process_id))
+    steps = steps_of(execution)
+    assert steps["net"].status == "done" and steps["net"].process.status == "completed"
+    assert steps["app"].status == "error" and steps["app"].process_id is None
+    assert steps["app"].error_message == (
+        "could not start create_res: create_res is not a workflow of the product Res")
+    assert Process.objects.count() == before
+    assert Execution.objects.get(pk=execution.pk).status == "error"
+
+
 def test_a_completion_reads_and_writes_the_execution_in_a_fixed_handful_of_statements(
     three_tier,
 ):

@@ -19,7 +19,6 @@ the other way and locks in descending order; it never runs beside an execution.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -100,6 +99,17 @@ def execution_wires(execution_id: Any) -> tuple[Wire, ...]:
     would otherwise read and parse again."""
     snapshot = Execution.objects.filter(pk=execution_id).values_list("wiring_snapshot", flat=True)
     return tuple(wires_from_snapshot(snapshot.get()))
+
+
+@functools.lru_cache(maxsize=64)
+def downstream_templates(execution_id: Any) -> dict[int, tuple[int, ...]]:
+    """For each template of the execution's wiring, the templates wired from it (the steps
+    that wait for it), from the same snapshot, worked out once per worker."""
+    targets: dict[int, set[int]] = {}
+    for wire in execution_wires(execution_id):
+        if wire.target != wire.source:
+            targets.setdefault(wire.source, set()).add(wire.target)
+    return {source: tuple(sorted(found)) for source, found in targets.items()}
 
 
 def runtime_variables(
@@ -342,15 +352,21 @@ def step_stopped(step: ExecutionStep, status: str) -> None:
 
 
 def pending_downstream(execution_id: Any, template_id: int) -> list[ExecutionStep]:
-    """The pending steps that wait for `template_id`, locked in key order. PostgreSQL finds
-    them by JSON containment and locks only those; SQLite (one writer) filters in Python."""
-    rest = (f"FROM {rows.table(ExecutionStep)} s WHERE s.execution_id = %s "  # noqa: S608
-            f"AND s.status = %s")
-    params = [rows.param(ExecutionStep, "execution", execution_id), StepStatus.PENDING]
-    if connection.vendor == "postgresql":
-        rest += " AND s.upstream @> %s::jsonb"
-        params.append(json.dumps([template_id]))
-    found = rows.select((STEP_TO_START,), rest + " ORDER BY s.id", params, lock_of="s")
+    """The pending steps that wait for `template_id`, locked in key order. The wiring
+    snapshot names them (a step waits for the templates wired into it), so they are found
+    through the (execution, template) index: a completion reads its own few rows however
+    many steps the execution has, not a scan of them all."""
+    targets = downstream_templates(execution_id).get(template_id)
+    if not targets:
+        return []
+    found = rows.select(
+        (STEP_TO_START,),
+        f"FROM {rows.table(ExecutionStep)} s WHERE s.execution_id = %s "  # noqa: S608
+        f"AND s.template_id IN ({', '.join(['%s'] * len(targets))}) AND s.status = %s "
+        f"ORDER BY s.id",
+        [rows.param(ExecutionStep, "execution", execution_id), *targets, StepStatus.PENDING],
+        lock_of="s",
+    )
     return [step for (step,) in found if template_id in step.upstream]
 
 

@@ -380,6 +380,30 @@ def test_a_step_whose_start_is_refused_is_in_error_and_its_completion_commits(
     assert Execution.objects.get(pk=execution.pk).status == "error"
 
 
+def test_a_completion_finds_the_steps_that_wait_for_it_through_the_wiring(three_tier):
+    """pending_downstream: the pending steps wired from net (app, db), in key order (the
+    lock order); a step no longer pending is left out; a template nothing is wired from
+    reads no step row at all."""
+    from django.db import connection, transaction
+    from django.test.utils import CaptureQueriesContext
+
+    from blueprints.models import ExecutionStep
+    from blueprints.runs import pending_downstream
+
+    execution = services.create_execution(blueprint=three_tier, data={})
+    steps = steps_of(execution)
+    net, app, db = steps["net"], steps["app"], steps["db"]
+    with transaction.atomic():
+        assert [s.pk for s in pending_downstream(execution.pk, net.template_id)] == sorted(
+            [app.pk, db.pk])
+    ExecutionStep.objects.filter(pk=app.pk).update(status="done")
+    with transaction.atomic():
+        assert [s.pk for s in pending_downstream(execution.pk, net.template_id)] == [db.pk]
+    with CaptureQueriesContext(connection) as queries, transaction.atomic():
+        assert pending_downstream(execution.pk, db.template_id) == []
+    assert not [q for q in queries if "blueprints_executionstep" in q["sql"]]
+
+
 def test_a_completion_reads_and_writes_the_execution_in_a_fixed_handful_of_statements(
     three_tier,
 ):

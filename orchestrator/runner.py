@@ -158,21 +158,42 @@ def claim_in_one_statement(
     in between can lose it, and then no step of this turn has committed either: the run
     stands where it stood, unclaimed, and is delivered or swept again. A step's commit,
     and anything else, still waits for its flush."""
-    quote = connection.ops.quote_name
-    unflushed = not connection.in_atomic_block  # inside one, it would be the caller's commit
+    db = connections[DEFAULT_DB_ALIAS]
+    settable = tuple(name for name in values if name != "delivery_count")
+    unflushed = not db.in_atomic_block  # inside one, it would be the caller's commit
+    set_params = [field.get_db_prep_save(values[field.name], db)
+                  for field in fields_of(Process, settable)]
+    at = Process._meta.get_field("retry_at").get_db_prep_save(now, db)
+    pk = Process._meta.pk.get_db_prep_value(process_id, db)
+    params = [*set_params, pk, *RUNNABLE_STATUSES, ProcessStatus.WAITING, at, at]
+    with db.cursor() as cursor:
+        cursor.execute(claim_statement(settable, unflushed), params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    width = len(Process._meta.concrete_fields)
+    process = model_from_row(Process, row[:width])
+    process.workflow = model_from_row(Workflow, row[width:])
+    return process
+
+
+@functools.cache
+def claim_statement(set_names: tuple[str, ...], unflushed: bool) -> str:
+    """claim_in_one_statement's SQL (PostgreSQL), made once per set of columns: its
+    parameters are the new values of `set_names` (in the model's order), the process's
+    id, the runnable statuses, the waiting status and the time twice."""
+    quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
     prefix, joined = (
         ("WITH unflushed AS (SELECT set_config('synchronous_commit', 'off', true)) ",
          ", unflushed") if unflushed else ("", "")
     )
-    settable = {name: value for name, value in values.items() if name != "delivery_count"}
-    set_columns, set_params = _assignments(Process, settable)
-    process_fields, workflow_fields = Process._meta.concrete_fields, Workflow._meta.concrete_fields
-    returning = [f"p.{quote(f.column)}" for f in process_fields] + [
-        f"w.{quote(f.column)}" for f in workflow_fields
+    set_columns = [quote(field.column) for field in fields_of(Process, set_names)]
+    returning = [f"p.{quote(f.column)}" for f in Process._meta.concrete_fields] + [
+        f"w.{quote(f.column)}" for f in Workflow._meta.concrete_fields
     ]
     runnable = ", ".join(["%s"] * len(RUNNABLE_STATUSES))
     # Only model metadata (quoted names) is formatted in; every value is a parameter.
-    sql = (
+    return (
         f"{prefix}UPDATE {quote(Process._meta.db_table)} AS p "  # noqa: S608
         f"SET {', '.join(f'{column} = %s' for column in set_columns)}, "
         f"delivery_count = p.delivery_count + 1 "
@@ -184,17 +205,6 @@ def claim_in_one_statement(
         f"WHERE id = 1 AND paused) "
         f"RETURNING {', '.join(returning)}"
     )
-    at = Process._meta.get_field("retry_at").get_db_prep_save(now, connection)
-    pk = Process._meta.pk.get_db_prep_value(process_id, connection)
-    params = [*set_params, pk, *RUNNABLE_STATUSES, ProcessStatus.WAITING, at, at]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    process = model_from_row(Process, row[: len(process_fields)])
-    process.workflow = model_from_row(Workflow, row[len(process_fields) :])
-    return process
 
 
 @dataclass(frozen=True)

@@ -348,6 +348,29 @@ def test_duplicate_claim_is_refused_while_a_lease_is_live(synced):
     assert run(process).status == "completed"
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_of_its_own_skips_its_flush_and_one_in_a_transaction_leaves_it_alone(synced):
+    """The claim's statement is made once per shape: alone (a worker's claim, its own
+    transaction) it turns synchronous_commit off for itself; inside a caller's transaction
+    it must not, since it would turn it off for the caller's commit."""
+    from django.db import connection, transaction
+    from django.test.utils import CaptureQueriesContext
+
+    from orchestrator.runner import claim
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the one-statement claim is PostgreSQL's")
+    alone, inside = start("task_demo", {"message": "x"}), start("task_demo", {"message": "y"})
+    for _ in range(2):  # the second time from the statements made the first
+        Process.objects.filter(pk__in=[alone.pk, inside.pk]).update(lease_owner="")
+        with CaptureQueriesContext(connection) as own:
+            assert claim(str(alone.pk), "worker-a")
+        with transaction.atomic(), CaptureQueriesContext(connection) as callers:
+            assert claim(str(inside.pk), "worker-b")
+        assert "synchronous_commit" in own[0]["sql"]
+        assert "synchronous_commit" not in callers[0]["sql"]
+
+
 def test_migrate_workflows_reports_and_applies_differences(synced):
     from orchestrator.services import sync_workflows, workflow_changes
 

@@ -920,10 +920,10 @@ def run_process_on_worker(process_id: str, queue: str | None = None) -> bool:
     from orchestrator.services import send_runs
 
     executor = StepExecutor.for_this_thread()
-    ran, next_id = False, process_id
+    ran, next_id, handed_off = False, process_id, False
     while next_id is not None:
         run_watch = RunWatch(queue)
-        job = executor.submit(execute_run, next_id, run_watch)
+        job = executor.submit(execute_run, next_id, run_watch, continues_task=handed_off)
         if watch(run_watch):
             executor.abandon()
             send_runs(run_watch.kept_runs())  # this thread is not free for it after all
@@ -934,5 +934,5 @@ def run_process_on_worker(process_id: str, queue: str | None = None) -> bool:
         except BaseException:
             send_runs(run_watch.kept_runs())
             raise
-        next_id = run_watch.handed_off
+        next_id, handed_off = run_watch.handed_off, True
     return ran

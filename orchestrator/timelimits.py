@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import close_old_connections, connection, connections
 
 
 def time_limit_of(step: Any) -> float:
@@ -79,11 +79,21 @@ class StepSession:
             self.raw.close()
 
 
+def _skip_health_checks() -> None:
+    """This thread's open connections go on without the health check that the last
+    `close_old_connections` (after the job before) armed for their next use."""
+    for alias_connection in connections.all(initialized_only=True):
+        if alias_connection.connection is not None:
+            alias_connection.health_check_done = True
+
+
 class Job:
     """One call handed to an executor, and its result or error."""
 
-    def __init__(self, func: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    def __init__(self, func: Callable[..., Any], args: tuple[Any, ...],
+                 continues_task: bool = False) -> None:
         self.func, self.args = func, args
+        self.continues_task = continues_task
         self.done = threading.Event()
         self.result: Any = None
         self.error: BaseException | None = None
@@ -98,7 +108,11 @@ class StepExecutor:
     """A helper thread that belongs to one worker thread and runs its jobs, one at a time.
 
     Its database connections are handled as Celery handles a worker's around each task:
-    closed before and after a job when unusable or past their age.
+    closed before and after a job when unusable or past their age, and health-checked
+    (a round trip) before their first use in a task. A job that continues the task of the
+    job before it (a run handed off to the same worker, see runner.hand_off) follows it at
+    once on the same connections, which that job just used and left usable: they are not
+    checked again, as Django checks a connection once per request or task, not per query.
     """
 
     _local = threading.local()
@@ -116,8 +130,8 @@ class StepExecutor:
         self.thread = threading.Thread(target=self._serve, name="step-executor", daemon=True)
         self.thread.start()
 
-    def submit(self, func: Callable[..., Any], *args: Any) -> Job:
-        job = Job(func, args)
+    def submit(self, func: Callable[..., Any], *args: Any, continues_task: bool = False) -> Job:
+        job = Job(func, args, continues_task)
         self.jobs.put(job)
         return job
 
@@ -129,7 +143,10 @@ class StepExecutor:
         while not self.abandoned:
             job = self.jobs.get()
             try:
-                close_old_connections()
+                if job.continues_task:
+                    _skip_health_checks()
+                else:
+                    close_old_connections()
                 job.result = job.func(*job.args)
             except BaseException as error:  # noqa: BLE001 - handed to the waiting thread
                 job.error = error

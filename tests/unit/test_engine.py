@@ -371,6 +371,69 @@ def test_a_claim_of_its_own_skips_its_flush_and_one_in_a_transaction_leaves_it_a
         assert "synchronous_commit" not in callers[0]["sql"]
 
 
+def test_a_run_handed_off_within_a_task_reuses_its_connection_without_a_health_check(
+    monkeypatch,
+):
+    """StepExecutor: before the first run of a task the thread's connection is health-checked
+    (a round trip); a run the task's last one handed off follows at once on the connection
+    that run just used and left usable, unchecked. A new task checks again."""
+    from django.db import connection, connections
+
+    from orchestrator.timelimits import StepExecutor
+
+    checks = []
+    wrapper = type(connections["default"])
+    real_is_usable = wrapper.is_usable
+
+    def counted_is_usable(self):
+        checks.append(self.alias)
+        return real_is_usable(self)
+
+    monkeypatch.setattr(wrapper, "is_usable", counted_is_usable)
+
+    def query() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+
+    executor = StepExecutor()
+    try:
+        executor.submit(query).done.wait()  # opens the thread's connection: nothing to check
+        executor.submit(query).done.wait()  # a new task
+        assert len(checks) == 1
+        executor.submit(query, continues_task=True).done.wait()
+        assert len(checks) == 1
+        executor.submit(query).done.wait()
+        assert len(checks) == 2
+    finally:
+        executor.abandon()
+        executor.submit(lambda: None).done.wait()  # its thread closes its connection and ends
+
+
+def test_a_worker_task_runs_what_its_run_handed_off_as_the_same_task(monkeypatch):
+    """run_process_on_worker: the run the task's run handed off to it (runner.hand_off) is
+    submitted as continuing the task (its connection not checked again, see the test
+    above); the task's own run is not."""
+    from orchestrator import runner
+    from orchestrator.timelimits import StepExecutor
+
+    submitted = []
+    real_submit = StepExecutor.submit
+
+    def recorded_submit(self, func, *args, continues_task=False):
+        submitted.append((args[0], continues_task))
+        return real_submit(self, func, *args, continues_task=continues_task)
+
+    def execute_run(process_id, run_watch):  # "a" hands off "b", which hands off nothing
+        run_watch.handed_off = {"a": "b", "b": None}[process_id]
+        run_watch.close()
+        return True
+
+    monkeypatch.setattr(StepExecutor, "submit", recorded_submit)
+    monkeypatch.setattr(runner, "execute_run", execute_run)
+    assert runner.run_process_on_worker("a", queue="core")
+    assert submitted == [("a", False), ("b", True)]
+
+
 def test_migrate_workflows_reports_and_applies_differences(synced):
     from orchestrator.services import sync_workflows, workflow_changes
 

@@ -932,7 +932,11 @@ def run_process_on_worker(process_id: str, queue: str | None = None) -> bool:
         try:
             ran = job.outcome() or ran
         except BaseException:
-            send_runs(run_watch.kept_runs())
+            # A handed-off run that failed here (say its claim, on a connection that died
+            # just after the run before used it: not checked again) goes to the broker now
+            # rather than waiting for the sweep; a second delivery is harmless (the lease).
+            retried = [(next_id, queue)] if handed_off and queue else []
+            send_runs(run_watch.kept_runs() + retried)
             raise
         next_id, handed_off = run_watch.handed_off, True
     return ran

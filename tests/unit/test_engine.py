@@ -434,6 +434,34 @@ def test_a_worker_task_runs_what_its_run_handed_off_as_the_same_task(monkeypatch
     assert submitted == [("a", False), ("b", True)]
 
 
+def test_a_handed_off_run_that_fails_on_the_worker_goes_to_the_broker(monkeypatch):
+    """Its connection was not checked (see above): should its claim fail on a session that
+    died meanwhile, the task fails but the run is sent again at once, not left to the sweep.
+    A task's own run that fails is not sent again (its message was the delivery)."""
+    from django.db import OperationalError
+
+    from orchestrator import runner, services
+
+    sent = []
+
+    def execute_run(process_id, run_watch):  # "a" hands off "b", whose claim fails
+        run_watch.close()
+        if process_id == "b":
+            raise OperationalError("terminating connection due to administrator command")
+        run_watch.handed_off = "b"
+        return True
+
+    monkeypatch.setattr(runner, "execute_run", execute_run)
+    monkeypatch.setattr(services, "send_runs", lambda runs, countdown=None: sent.extend(runs))
+    with pytest.raises(OperationalError):
+        runner.run_process_on_worker("a", queue="core")
+    assert sent == [("b", "core")]
+    sent.clear()
+    with pytest.raises(OperationalError):
+        runner.run_process_on_worker("b", queue="core")
+    assert sent == []
+
+
 def test_migrate_workflows_reports_and_applies_differences(synced):
     from orchestrator.services import sync_workflows, workflow_changes
 

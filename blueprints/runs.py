@@ -193,16 +193,10 @@ def start_child(execution: Execution, step: ExecutionStep, name: str, page: dict
     a create template's product) no extension writes before it refuses, so there is
     nothing to undo and the transaction goes on to record the step's error; any other
     error rolls the whole completion back, as it would with one."""
-    request = engine.StartRequest.of(
+    return engine.start_in_transaction(engine.StartRequest.of(
         workflow_name=step.template_snapshot["workflow"], input_pages=[page], parent=parent,
         run_name=f"{execution.blueprint.name} · {name}", **targets,
-    )
-    checked = engine.check_start(request)
-    try:
-        [process] = engine.store_starts([checked])
-    except engine.StartVetoed as vetoed:
-        raise vetoed.error from None
-    return process
+    ))
 
 
 def is_ready(step: ExecutionStep, facts: Facts) -> bool:

@@ -364,14 +364,23 @@ def start_process(
     call of its parent's step that started it.
     """
     request = StartRequest(workflow_name, input_pages, tags, parent, run_name, call_key, targets)
-    checked = check_start(request, user)
-    try:
-        with transaction.atomic():
-            [process] = store_starts([checked], user)
-    except StartVetoed as vetoed:
-        raise vetoed.error from None
+    with transaction.atomic():  # a refusal undoes whatever an extension wrote before it
+        process = start_in_transaction(request, user)
     if process.status == ProcessStatus.CANCELLED:
         raise RunCancelled(process.failed_reason, process)
+    return process
+
+
+def start_in_transaction(request: StartRequest, user=None) -> Process:
+    """Check one start and store it in the caller's transaction, with no savepoint of its
+    own: the process (a run its `cancel_new` limit cancelled too, as stored), or the
+    refusal raised. Only for callers whose targets no extension writes for before refusing
+    (a blueprint step's start); `start_process` wraps it in a savepoint."""
+    checked = check_start(request, user)
+    try:
+        [process] = store_starts([checked], user)
+    except StartVetoed as vetoed:
+        raise vetoed.error from None
     return process
 
 
